@@ -1,0 +1,133 @@
+"""Structured configs, registered in Hydra's ConfigStore so that a typo or a wrong type fails at
+start-up with the key named. ``conf/`` groups mirror these dataclasses; objective schemas are the
+objective classes themselves (``prefopt.objectives.REGISTRY``), so ``OmegaConf.to_object`` on the
+composed config returns a ready-to-call objective.
+
+This module must stay light (no diffusers import): the CLI pre-check composes every job's config
+with it before any model code loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from prefopt.errors import ConfigError
+from prefopt.objectives import REGISTRY
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+LOGGER_BACKENDS = ("wandb", "none")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _one_of(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
+
+
+def _positive(key: str, value) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+@dataclass
+class ModelConfig:
+    """A diffusers denoiser and its training scheduler, loaded from ``path`` (a local diffusers
+    folder), or, when ``path`` is null, built from ``config`` with ``seed`` into ``cache_dir``."""
+
+    name: str = "tiny"
+    path: Optional[str] = None
+    subfolder: str = ""
+    denoiser_class: str = "UNet2DModel"
+    scheduler_class: str = "DDPMScheduler"
+    prediction_type: Optional[str] = "epsilon"  # DDPM family: epsilon | v_prediction | sample; flow ignores it
+    config: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    cache_dir: str = "${oc.env:PREFOPT_CACHE,~/.cache/prefopt}/models"
+
+
+@dataclass
+class LoraConfig:
+    """peft LoRA; the reference is then the same network with adapters disabled. ``enabled=false``
+    trains all weights against a frozen copy."""
+
+    enabled: bool = True
+    rank: int = 8
+    alpha: float = 8.0
+    target_modules: list[str] = field(default_factory=lambda: ["to_k", "to_q", "to_v", "to_out.0"])
+
+    def __post_init__(self):
+        _positive("lora.rank", self.rank)
+
+
+@dataclass
+class DataConfig:
+    name: str = "synth"
+    num_samples: int = 1024
+    image_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self):
+        _positive("data.num_samples", self.num_samples)
+        _positive("data.image_size", self.image_size)
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 200
+    batch_size: int = 16  # per process; pairs for paired objectives
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    lr_scheduler: str = "constant_with_warmup"  # any name of diffusers.optimization.get_scheduler
+    warmup_steps: int = 0
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    timestep_sampling: str = "uniform"  # uniform | logit_normal | mode
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0: only at the end
+    num_workers: int = 0
+    cpu: bool = False
+
+    def __post_init__(self):
+        for key in ("max_steps", "batch_size", "learning_rate", "gradient_accumulation_steps", "log_every"):
+            _positive(f"trainer.{key}", getattr(self, key))
+        _one_of("trainer.mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _one_of("trainer.timestep_sampling", self.timestep_sampling, ("uniform", "logit_normal", "mode"))
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "wandb"
+    mode: str = "offline"  # wandb mode; `wandb sync` uploads offline runs later
+    project: str = "prefopt"
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        _one_of("logger.backend", self.backend, LOGGER_BACKENDS)
+        _one_of("logger.mode", self.mode, WANDB_MODES)
+
+
+@dataclass
+class Config:
+    objective: Any = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+
+
+def register() -> None:
+    store = ConfigStore.instance()
+    store.store(name="prefopt_schema", node=Config)
+    for name, objective in REGISTRY.items():
+        store.store(group="schema/objective", name=name, node=objective)
+
+
+register()

@@ -1,0 +1,61 @@
+"""Per-sample errors of policy and reference on the SAME clean samples, noise and timesteps.
+
+Winners and losers go through ONE batched forward (concatenated along the batch), policy and
+reference alike; the reference runs under ``torch.no_grad()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from prefopt.core.noise import Noised, NoiseProcess
+from prefopt.core.reference import Reference
+from prefopt.core.weighting import per_sample_error
+
+
+@dataclass
+class PreferenceErrors:
+    policy_err: torch.Tensor  # (groups, B), or (B,) when groups == 1
+    ref_err: torch.Tensor | None
+    t: torch.Tensor  # (B,) noise level in [0, 1]
+    noised: Noised
+    policy_stats: torch.Tensor | None = None  # (groups * B, 2C) per-channel mean and std of predictions
+    ref_stats: torch.Tensor | None = None
+
+
+def predict(network, noised: Noised, cond: dict | None) -> torch.Tensor:
+    """The network's prediction for a noised batch; ``cond`` tensors are per sample (B, ...) and
+    are repeated for each group member."""
+    kwargs = {k: v.repeat(noised.groups, *([1] * (v.dim() - 1))) for k, v in (cond or {}).items()}
+    return network(noised.x_t, timestep=noised.timesteps, return_dict=False, **kwargs)[0]
+
+
+def channel_stats(prediction: torch.Tensor) -> torch.Tensor:
+    """(N, 2C): per-channel mean and standard deviation over all other axes."""
+    flat = prediction.float().flatten(2)
+    return torch.cat([flat.mean(dim=-1), flat.std(dim=-1)], dim=-1)
+
+
+def preference_errors(policy, reference: Reference | None, process: NoiseProcess, x0: torch.Tensor,
+                      groups: int = 1, cond: dict | None = None, weights: torch.Tensor | None = None,
+                      with_stats: bool = False, generator=None) -> PreferenceErrors:
+    """Noise ``x0`` (groups * B, ...) once, run the policy (with grad) and the reference (no grad).
+
+    ``reference=None`` skips the reference pass (SFT). ``weights`` broadcast against ``x0``.
+    """
+    noised = process.noise(x0, groups=groups, generator=generator)
+    shape = (groups, -1) if groups > 1 else (-1,)
+    policy_pred = predict(policy, noised, cond)
+    policy_err = per_sample_error(policy_pred, noised.target, weights).view(shape)
+    result = PreferenceErrors(policy_err=policy_err, ref_err=None, t=noised.t, noised=noised)
+    if with_stats:
+        result.policy_stats = channel_stats(policy_pred)
+    if reference is not None:
+        with torch.no_grad(), reference() as network:
+            ref_pred = predict(network, noised, cond)
+        result.ref_err = per_sample_error(ref_pred, noised.target, weights).view(shape)
+        if with_stats:
+            result.ref_stats = channel_stats(ref_pred)
+    return result

@@ -1,0 +1,77 @@
+"""The frozen reference network.
+
+With LoRA the reference is the same network with its peft adapters disabled (no second copy in
+memory); with full fine-tuning it is a frozen deep copy taken before training. diffusers models get
+their adapters through ``add_adapter`` (PeftAdapterMixin), which returns no ``PeftModel``, so we
+toggle them with the model's own ``disable_adapters`` / ``enable_adapters`` in a try/finally.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+
+import torch
+
+
+def set_adapters(model: torch.nn.Module, enabled: bool) -> None:
+    """The model's own ``enable_adapters``/``disable_adapters`` where it has them (diffusers'
+    PeftAdapterMixin), else the same switch on each peft layer (models without the mixin)."""
+    if hasattr(model, "disable_adapters"):
+        model.enable_adapters() if enabled else model.disable_adapters()
+        return
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.enable_adapters(enabled)
+
+
+@contextmanager
+def adapters_disabled(model: torch.nn.Module):
+    """Run ``model`` as its base network; adapters are re-enabled even if the body raises."""
+    set_adapters(model, False)
+    try:
+        yield model
+    finally:
+        set_adapters(model, True)
+
+
+class Reference:
+    """``with reference() as network:`` yields the module that computes reference predictions."""
+
+    def __init__(self, policy: torch.nn.Module, lora: bool):
+        self.policy = policy
+        self.lora = lora
+        self.frozen = None if lora else self._freeze(policy)
+
+    @staticmethod
+    def _freeze(model: torch.nn.Module) -> torch.nn.Module:
+        return copy.deepcopy(model).requires_grad_(False).eval()
+
+    @contextmanager
+    def __call__(self):
+        if self.lora:
+            with adapters_disabled(self.policy):
+                yield self.policy
+        else:
+            yield self.frozen
+
+    def reset_to_policy(self) -> None:
+        """Make the current policy the reference (HG-DPO's ``reference: previous_stage``).
+
+        Full fine-tuning: a new frozen copy. LoRA: the adapter is merged into the base weights and
+        reset to zero, so the policy is unchanged and adapters-disabled now means "previous stage".
+        """
+        if not self.lora:
+            self.frozen = self._freeze(self.policy)
+            return
+        from peft.tuners.lora import LoraLayer
+
+        with torch.no_grad():
+            for module in self.policy.modules():
+                if isinstance(module, LoraLayer):
+                    module.merge(safe_merge=True)
+                    module.merged_adapters.clear()
+                    for name in module.active_adapters:
+                        module.reset_lora_parameters(name, init_lora_weights=True)

@@ -1,0 +1,21 @@
+"""Datasets the training loop reads: winners (and losers, rewards, masks) as tensors.
+
+``build_dataset(cfg.data, paired=..., stage=...)`` returns a :class:`PreferenceDataset`. Its items
+are dicts: ``winner`` (C, H, W) or (C, T, H, W); for paired data also ``loser``, ``reward_w``,
+``reward_l`` (rewards normalized to [0, 1], winner strictly above loser).
+"""
+
+from prefopt.data.preference import PreferenceDataset
+from prefopt.data.synth import build_synth
+from prefopt.errors import ConfigError
+
+BUILDERS = {"synth": build_synth}
+
+
+def build_dataset(cfg, paired: bool, stage: str | None = None) -> PreferenceDataset:
+    if cfg.name not in BUILDERS:
+        raise ConfigError(f"data.name: unknown dataset {cfg.name!r} (known: {sorted(BUILDERS)})")
+    return BUILDERS[cfg.name](cfg, paired=paired, stage=stage)
+
+
+__all__ = ["BUILDERS", "PreferenceDataset", "build_dataset"]

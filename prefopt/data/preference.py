@@ -1,0 +1,49 @@
+"""An in-memory preference dataset of tensors, validated once at construction."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from prefopt.errors import ConfigError
+
+
+class PreferenceDataset(Dataset):
+    """Rows of winners, optionally with losers and their rewards.
+
+    winner, loser: (N, C, H, W) or (N, C, T, H, W); reward_w, reward_l: (N,) in [0, 1].
+    """
+
+    def __init__(self, winner: torch.Tensor, loser: torch.Tensor | None = None,
+                 reward_w: torch.Tensor | None = None, reward_l: torch.Tensor | None = None, name: str = "data"):
+        if len(winner) == 0:
+            raise ConfigError(f"{name}: the dataset is empty")
+        fields = {"winner": winner, "loser": loser, "reward_w": reward_w, "reward_l": reward_l}
+        self.fields = {k: v for k, v in fields.items() if v is not None}
+        for key, value in self.fields.items():
+            if len(value) != len(winner):
+                raise ConfigError(f"{name}: {key} has {len(value)} rows, winner has {len(winner)}")
+            bad = (~torch.isfinite(value.flatten(1) if value.dim() > 1 else value)).view(len(value), -1).any(dim=1)
+            if bad.any():
+                raise ConfigError(f"{name}: {key} is not finite at row {int(bad.nonzero()[0])}")
+        if loser is not None and loser.shape != winner.shape:
+            raise ConfigError(f"{name}: loser shape {tuple(loser.shape[1:])} != winner shape {tuple(winner.shape[1:])}")
+        if reward_w is not None and reward_l is not None:
+            bad = (reward_w <= reward_l).nonzero()
+            if len(bad):
+                raise ConfigError(f"{name}: row {int(bad[0])} has reward_w <= reward_l "
+                                 f"({float(reward_w[bad[0]]):.3f} <= {float(reward_l[bad[0]]):.3f})")
+
+    @property
+    def paired(self) -> bool:
+        return "loser" in self.fields
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.fields["winner"].shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.fields["winner"])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: value[index] for key, value in self.fields.items()}

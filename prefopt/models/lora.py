@@ -1,0 +1,49 @@
+"""peft LoRA on diffusers models (``add_adapter``), and saving the adapter in diffusers format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from prefopt.errors import ConfigError
+
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+
+
+def add_lora(model: torch.nn.Module, rank: int, alpha: float, target_modules: list[str]) -> torch.nn.Module:
+    """Freeze the base and add a LoRA adapter; only the adapter is trainable afterwards.
+
+    Models with diffusers' PeftAdapterMixin get ``add_adapter`` (so pipelines' LoRA loading sees
+    it); others (e.g. UNet2DModel) get the same peft injection directly.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    model.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=list(target_modules))
+    try:
+        if hasattr(model, "add_adapter"):
+            model.add_adapter(config)
+        else:
+            inject_adapter_in_model(config, model)
+            model.peft_config = {"default": config}
+    except ValueError as error:
+        raise ConfigError(f"lora.target_modules {list(target_modules)}: {str(error).splitlines()[0]}") from None
+    return model
+
+
+def lora_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter's weights in diffusers' key format."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+
+
+def save_lora(model: torch.nn.Module, directory: Path) -> Path:
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LORA_WEIGHTS
+    save_file({k: v.detach().cpu().contiguous() for k, v in lora_state_dict(model).items()}, str(path))
+    return path

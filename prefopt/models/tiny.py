@@ -1,0 +1,50 @@
+"""Tiny random-init diffusers models for the embedded default, tests and benchmarks.
+
+``materialize(cfg)`` builds ``cfg.denoiser_class(**cfg.config)`` with seed ``cfg.seed`` and a
+default ``cfg.scheduler_class``, writes both with ``save_pretrained`` into a folder keyed by a hash
+of what defines them, and returns the folder; the caller loads it with ``from_pretrained`` like
+any real model. No hub access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from prefopt.errors import ConfigError
+
+
+def _key(cfg) -> str:
+    spec = {"denoiser": cfg.denoiser_class, "config": dict(cfg.config), "seed": cfg.seed,
+            "scheduler": cfg.scheduler_class, "subfolder": cfg.subfolder}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def materialize(cfg) -> Path:
+    import diffusers
+
+    root = Path(os.path.expanduser(cfg.cache_dir)) / f"{cfg.name}-{_key(cfg)}"
+    if (root / "scheduler" / "scheduler_config.json").exists():
+        return root
+    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+    torch.manual_seed(cfg.seed)
+    denoiser_cls = getattr(diffusers, cfg.denoiser_class, None)
+    if denoiser_cls is None:
+        raise ConfigError(f"model.denoiser_class: diffusers has no class {cfg.denoiser_class!r}")
+    try:
+        denoiser = denoiser_cls(**dict(cfg.config))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"model.config: {cfg.denoiser_class} rejects it: {str(error).splitlines()[0]}") from None
+    denoiser.save_pretrained(tmp / cfg.subfolder if cfg.subfolder else tmp)
+    getattr(diffusers, cfg.scheduler_class)().save_pretrained(tmp / "scheduler")
+    try:
+        tmp.rename(root)
+    except OSError:  # another process materialized it first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root

@@ -1,0 +1,43 @@
+"""Metrics for machines: ``metrics.jsonl`` in the run directory (always) and wandb (offline by
+default). Each run calls ``wandb.init(reinit="create_new")`` and finishes in ``close`` so runs of a
+multirun in one process never mix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class Tracker:
+    def __init__(self, logger_cfg, run_dir: Path, config: dict, enabled: bool = True, job_type: str | None = None):
+        self.enabled = enabled
+        self.run = None
+        self.file = None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        if logger_cfg.backend == "wandb":
+            import wandb
+
+            self.run = wandb.init(project=logger_cfg.project, group=logger_cfg.group, job_type=job_type,
+                                  tags=list(logger_cfg.tags), mode=logger_cfg.mode, dir=str(run_dir),
+                                  config=config, reinit="create_new")
+
+    def log(self, metrics: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.file.flush()
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def summary(self, values: dict) -> None:
+        if self.run is not None:
+            self.run.summary.update(values)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.run is not None:
+            self.run.finish()

@@ -1,0 +1,46 @@
+"""Hydra entry point: ``python -m prefopt.train objective=<ipa|dpo|hgdpo|gapo|sft> [...]``.
+
+Before Hydra starts, every job's config (each combination of a ``-m`` sweep) is composed and
+validated, so a bad key fails in seconds with one line that names it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from prefopt.cli import check_overrides, to_config
+from prefopt.errors import ConfigError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def app(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from rich.console import Console
+
+    from prefopt.trainer import train
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    config = to_config(cfg)
+    try:
+        summary = train(config, run_dir, OmegaConf.to_container(cfg, resolve=True))
+    except ConfigError as error:
+        sys.stderr.write(f"prefopt: error: {error}\n")
+        sys.exit(2)
+    Console().print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "
+                    f"in {summary['wall_s']:.1f} s, loss {summary['loss']:.4f}; run dir {run_dir}")
+    return summary["loss"]
+
+
+def main() -> None:
+    check_overrides(CONF_DIR, sys.argv[1:])
+    app()
+
+
+if __name__ == "__main__":
+    main()

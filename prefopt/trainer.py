@@ -1,0 +1,146 @@
+"""The one training loop every objective uses: build, loop, step, log, save.
+
+Per optimizer step: a batch of winners (and losers) is noised once (pairs share noise and t), the
+policy runs with grad and the reference without, in one batched forward each; the objective turns
+the per-sample errors into ``(loss, metrics)``. Curriculum objectives (HG-DPO) expose
+``curriculum(total_steps)``; the loop switches to each stage's data and, if asked, resets the
+reference to the previous stage's model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from prefopt.config import Config
+from prefopt.core import NoiseProcess, Reference, preference_errors
+from prefopt.data import build_dataset
+from prefopt.errors import ConfigError
+from prefopt.models import add_lora, build_model, save_lora
+from prefopt.objectives import objective_inputs
+from prefopt.tracking import Tracker
+
+
+def _forever(loader):
+    while True:
+        yield from loader
+
+
+def _stages(objective, total_steps: int) -> list[tuple[str | None, int]]:
+    if hasattr(objective, "curriculum"):
+        return objective.curriculum(total_steps)
+    return [(None, total_steps)]
+
+
+def _check_channels(model, dataset) -> None:
+    expected = getattr(model.config, "in_channels", None)
+    channels = dataset.sample_shape[0]
+    if expected is not None and expected != channels:
+        raise ConfigError(f"model.config.in_channels is {expected} but the data has {channels} channels")
+
+
+def _objective_kwargs(inputs, errors, batch) -> dict:
+    available = {"policy_err": errors.policy_err, "ref_err": errors.ref_err, "t": errors.t,
+                 "policy_stats": errors.policy_stats, "ref_stats": errors.ref_stats,
+                 "reward_w": batch.get("reward_w"), "reward_l": batch.get("reward_l")}
+    return {name: available[name] for name in inputs}
+
+
+def save_weights(model, lora: bool, directory: Path) -> None:
+    """LoRA runs save the adapter (diffusers format), full runs the whole model (safetensors)."""
+    if lora:
+        save_lora(model, directory)
+    else:
+        model.save_pretrained(directory, safe_serialization=True)
+
+
+def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
+    """Train ``cfg.objective``; write checkpoints and ``metrics.jsonl`` under ``run_dir``."""
+    from accelerate import Accelerator
+    from accelerate.utils import GradientAccumulationPlugin, set_seed
+    from diffusers.optimization import get_scheduler
+    from tqdm.auto import tqdm
+
+    trainer = cfg.trainer
+    accelerator = Accelerator(
+        mixed_precision=trainer.mixed_precision, cpu=trainer.cpu,
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=trainer.gradient_accumulation_steps, sync_with_dataloader=False))
+    set_seed(cfg.seed)
+    objective = cfg.objective
+    inputs = objective_inputs(objective)
+    stages = _stages(objective, trainer.max_steps)
+
+    bundle = build_model(cfg.model)
+    model = bundle.denoiser
+    if cfg.lora.enabled:
+        add_lora(model, cfg.lora.rank, cfg.lora.alpha, cfg.lora.target_modules)
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=trainer.learning_rate, weight_decay=trainer.weight_decay)
+    lr_scheduler = get_scheduler(trainer.lr_scheduler, optimizer, num_warmup_steps=trainer.warmup_steps,
+                                 num_training_steps=trainer.max_steps)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    policy = accelerator.unwrap_model(model)
+    reference = Reference(policy, lora=cfg.lora.enabled) if "ref_err" in inputs else None
+    process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling)
+    with_stats = "policy_stats" in inputs
+
+    tracker = Tracker(cfg.logger, run_dir, config_dict or {}, enabled=accelerator.is_main_process,
+                      job_type=type(objective).__name__.lower())
+    step, started, window = 0, time.perf_counter(), []
+    progress = tqdm(total=trainer.max_steps, disable=not accelerator.is_main_process, desc=type(objective).__name__)
+    try:
+        for stage_index, (stage, stage_steps) in enumerate(stages):
+            if stage is not None:
+                objective.stage = stage
+                if stage_index > 0 and reference is not None and objective.reference == "previous_stage":
+                    reference.reset_to_policy()
+            dataset = build_dataset(cfg.data, paired=objective.paired, stage=stage)
+            _check_channels(policy, dataset)
+            loader = accelerator.prepare(DataLoader(dataset, batch_size=trainer.batch_size, shuffle=True,
+                                                    drop_last=True, num_workers=trainer.num_workers))
+            batches = _forever(loader)
+            for _ in range(stage_steps * trainer.gradient_accumulation_steps):
+                batch = next(batches)
+                x0 = torch.cat([batch["winner"], batch["loser"]]) if objective.paired else batch["winner"]
+                with accelerator.accumulate(model), accelerator.autocast():
+                    errors = preference_errors(model, reference, process, x0, groups=2 if objective.paired else 1,
+                                               with_stats=with_stats)
+                    loss, metrics = objective(**_objective_kwargs(inputs, errors, batch))
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and trainer.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(trainable, trainer.max_grad_norm)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                window.append({"loss": loss.detach(), **metrics})
+                if not accelerator.sync_gradients:
+                    continue
+                step += 1
+                progress.update(1)
+                if step % trainer.log_every == 0 or step == trainer.max_steps:
+                    logged = {k: accelerator.reduce(torch.stack([m[k] for m in window]).mean(), "mean").item()
+                              for k in window[0]}
+                    logged.update(lr=lr_scheduler.get_last_lr()[0], elapsed_s=time.perf_counter() - started)
+                    if stage is not None:
+                        logged["stage"] = stage
+                    tracker.log(logged, step)
+                    progress.set_postfix(loss=f"{logged['loss']:.4f}", acc=f"{logged.get('implicit_acc', float('nan')):.2f}")
+                    window = []
+                if trainer.checkpoint_every and step % trainer.checkpoint_every == 0:
+                    accelerator.save_state(str(run_dir / "checkpoints" / f"step_{step}"))
+        accelerator.wait_for_everyone()
+        final_dir = run_dir / "final"
+        if accelerator.is_main_process:
+            save_weights(policy, cfg.lora.enabled, final_dir)
+        summary = {"steps": step, "wall_s": time.perf_counter() - started, "final_dir": str(final_dir),
+                   **{k: v for k, v in logged.items() if k != "stage"}}
+        tracker.summary(summary)
+        return summary
+    finally:
+        progress.close()
+        tracker.close()
