@@ -46,7 +46,7 @@ class ModelConfig:
     prediction_type: Optional[str] = "epsilon"  # DDPM family: epsilon | v_prediction | sample; flow ignores it
     config: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    cache_dir: str = "${oc.env:PREFOPT_CACHE,~/.cache/prefopt}/models"
+    cache_dir: str = "${oc.env:PREFOPT_CACHE,'~/.cache/prefopt'}/models"
 
 
 @dataclass
