@@ -10,7 +10,7 @@ with it before any model code loads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -39,11 +39,11 @@ class ModelConfig:
     folder), or, when ``path`` is null, built from ``config`` with ``seed`` into ``cache_dir``."""
 
     name: str = "tiny"
-    path: Optional[str] = None
+    path: str | None = None
     subfolder: str = ""
     denoiser_class: str = "UNet2DModel"
     scheduler_class: str = "DDPMScheduler"
-    prediction_type: Optional[str] = "epsilon"  # DDPM family: epsilon | v_prediction | sample; flow ignores it
+    prediction_type: str | None = "epsilon"  # DDPM family: epsilon | v_prediction | sample; flow ignores it
     config: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     cache_dir: str = "${oc.env:PREFOPT_CACHE,'~/.cache/prefopt'}/models"
@@ -104,7 +104,7 @@ class LoggerConfig:
     backend: str = "wandb"
     mode: str = "offline"  # wandb mode; `wandb sync` uploads offline runs later
     project: str = "prefopt"
-    group: Optional[str] = None
+    group: str | None = None
     tags: list[str] = field(default_factory=list)
 
     def __post_init__(self):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from prefopt.errors import ConfigError
-from prefopt.objectives._checks import check_beta, check_paired, check_unpaired
+from prefopt.objectives._checks import check_beta, check_paired
 from prefopt.objectives.dpo import paired_metrics, preference_logits
 
 GAP_TRANSFORMS = {
@@ -42,8 +42,7 @@ class GAPO:
             raise ConfigError(f"objective.gap_transform must be one of {sorted(GAP_TRANSFORMS)}, got {self.gap_transform!r}")
 
     def __call__(self, policy_err: torch.Tensor, ref_err: torch.Tensor, reward_w: torch.Tensor, reward_l: torch.Tensor):
-        check_paired(policy_err, ref_err)
-        check_unpaired(reward_w, reward_l)
+        check_paired(policy_err, ref_err, reward_w, reward_l)
         gap = GAP_TRANSFORMS[self.gap_transform](reward_w, reward_l).to(policy_err.dtype)
         logits = preference_logits(policy_err, ref_err, self.beta)
         loss = (gap * -F.logsigmoid(logits)).mean()

@@ -59,7 +59,7 @@ class HGDPO:
             raise ConfigError(f"objective.stage must be one of {STAGES}, got {self.stage!r}")
         if self.reference not in REFERENCES:
             raise ConfigError(f"objective.reference must be one of {REFERENCES}, got {self.reference!r}")
-        if len(self.stage_fractions) != len(STAGES) or any(f < 0 for f in self.stage_fractions) or sum(self.stage_fractions) <= 0:
+        if len(self.stage_fractions) != len(STAGES) or not all(f >= 0 for f in self.stage_fractions) or not sum(self.stage_fractions) > 0:
             raise ConfigError(f"objective.stage_fractions must be {len(STAGES)} non-negative numbers, got {list(self.stage_fractions)}")
         if self.stat_weight < 0:
             raise ConfigError(f"objective.stat_weight must be >= 0, got {self.stat_weight}")
@@ -69,7 +69,7 @@ class HGDPO:
         total = sum(self.stage_fractions)
         bounds = [round(total_steps * sum(self.stage_fractions[: i + 1]) / total) for i in range(len(STAGES))]
         starts = [0] + bounds[:-1]
-        return [(stage, end - start) for stage, start, end in zip(STAGES, starts, bounds) if end > start]
+        return [(stage, end - start) for stage, start, end in zip(STAGES, starts, bounds, strict=True) if end > start]
 
     def __call__(self, policy_err: torch.Tensor, ref_err: torch.Tensor,
                  policy_stats: torch.Tensor | None = None, ref_stats: torch.Tensor | None = None):
