@@ -94,3 +94,10 @@ def test_cli_run_with_wandb_offline(tmp_path, model_cache):
     assert len(_metrics(run_dir)) == 3
     assert list((run_dir / "wandb").glob("offline-run-*"))
     assert (run_dir / "final" / "pytorch_lora_weights.safetensors").exists()
+
+
+def test_gradient_accumulation_and_bf16_autocast(tmp_path, model_cache):
+    summary, run_dir = _run(tmp_path, model_cache, "objective=gapo", "trainer.gradient_accumulation_steps=2",
+                            "trainer.mixed_precision=bf16", "trainer.max_steps=2")
+    assert summary["steps"] == 2  # optimizer steps, each of 2 micro-batches
+    assert [r["step"] for r in _metrics(run_dir)] == [1, 2]

@@ -7,17 +7,9 @@ import math
 
 import pytest
 import torch
+from hand_math import log_sigmoid, sigmoid
 
 from prefopt.objectives import DPO
-
-
-def log_sigmoid(x: float) -> float:
-    return math.log(1.0 / (1.0 + math.exp(-x)))
-
-
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
 
 # Two pairs; the per-pair d values are small, as real denoising-error differences are.
 PE = [[0.1000, 0.2000], [0.1200, 0.1500]]

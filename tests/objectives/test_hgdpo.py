@@ -4,17 +4,9 @@ import math
 
 import pytest
 import torch
+from hand_math import log_sigmoid, t64
 
 from prefopt.objectives import DPO, HGDPO
-
-
-def log_sigmoid(x: float) -> float:
-    return math.log(1.0 / (1.0 + math.exp(-x)))
-
-
-def t64(values, requires_grad=False):
-    return torch.tensor(values, dtype=torch.float64, requires_grad=requires_grad)
-
 
 PE = [[0.1000, 0.2000], [0.1200, 0.1500]]
 RE = [[0.1001, 0.1997], [0.1197, 0.1502]]

@@ -7,21 +7,9 @@ import math
 
 import pytest
 import torch
+from hand_math import log_sigmoid, sigmoid, t64
 
 from prefopt.objectives import IPA
-
-
-def log_sigmoid(x: float) -> float:
-    return math.log(1.0 / (1.0 + math.exp(-x)))
-
-
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def t64(values, requires_grad=False):
-    return torch.tensor(values, dtype=torch.float64, requires_grad=requires_grad)
-
 
 PE = [0.10, 0.30, 0.50]
 RE = [0.12, 0.29, 0.50]

@@ -2,12 +2,9 @@
 
 import pytest
 import torch
+from hand_math import t64
 
 from prefopt.objectives import REGISTRY, SFT, objective_inputs
-
-
-def t64(values, requires_grad=False):
-    return torch.tensor(values, dtype=torch.float64, requires_grad=requires_grad)
 
 
 def test_mean_of_unpaired_errors():
