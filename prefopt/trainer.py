@@ -42,11 +42,21 @@ def _check_channels(model, dataset) -> None:
         raise ConfigError(f"model.config.in_channels is {expected} but the data has {channels} channels")
 
 
-def _objective_kwargs(inputs, errors, batch) -> dict:
+def batch_loss(objective, model, reference, process, batch: dict):
+    """One batch's ``(loss, metrics)``: winners (and losers) noised once, policy and reference
+    errors in one batched forward each, then the objective's equation on what it reads.
+
+    ``batch``: ``winner`` (B, ...), for paired objectives ``loser``, optional ``reward_w``/``reward_l``
+    and ``cond`` (per-sample model kwargs such as ``encoder_hidden_states``)."""
+    inputs = objective_inputs(objective)
+    x0 = torch.cat([batch["winner"], batch["loser"]]) if objective.paired else batch["winner"]
+    errors = preference_errors(model, reference if "ref_err" in inputs else None, process, x0,
+                               groups=2 if objective.paired else 1, cond=batch.get("cond"),
+                               with_stats="policy_stats" in inputs)
     available = {"policy_err": errors.policy_err, "ref_err": errors.ref_err, "t": errors.t,
                  "policy_stats": errors.policy_stats, "ref_stats": errors.ref_stats,
                  "reward_w": batch.get("reward_w"), "reward_l": batch.get("reward_l")}
-    return {name: available[name] for name in inputs}
+    return objective(**{name: available[name] for name in inputs})
 
 
 def save_weights(model, lora: bool, directory: Path) -> None:
@@ -87,7 +97,6 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     policy = accelerator.unwrap_model(model)
     reference = Reference(policy, lora=cfg.lora.enabled) if "ref_err" in inputs else None
     process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling)
-    with_stats = "policy_stats" in inputs
 
     tracker = Tracker(cfg.logger, run_dir, config_dict or {}, enabled=accelerator.is_main_process,
                       job_type=type(objective).__name__.lower())
@@ -106,11 +115,8 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
             batches = _forever(loader)
             for _ in range(stage_steps * trainer.gradient_accumulation_steps):
                 batch = next(batches)
-                x0 = torch.cat([batch["winner"], batch["loser"]]) if objective.paired else batch["winner"]
                 with accelerator.accumulate(model), accelerator.autocast():
-                    errors = preference_errors(model, reference, process, x0, groups=2 if objective.paired else 1,
-                                               with_stats=with_stats)
-                    loss, metrics = objective(**_objective_kwargs(inputs, errors, batch))
+                    loss, metrics = batch_loss(objective, model, reference, process, batch)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and trainer.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(trainable, trainer.max_grad_norm)
