@@ -32,7 +32,7 @@ def app(cfg: DictConfig) -> float:
     except ConfigError as error:
         sys.stderr.write(f"prefopt: error: {error}\n")
         sys.exit(2)
-    Console().print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "
+    Console(soft_wrap=True).print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "
                     f"in {summary['wall_s']:.1f} s, loss {summary['loss']:.4f}; run dir {run_dir}")
     return summary["loss"]
 

@@ -91,8 +91,10 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=trainer.learning_rate, weight_decay=trainer.weight_decay)
-    lr_scheduler = get_scheduler(trainer.lr_scheduler, optimizer, num_warmup_steps=trainer.warmup_steps,
-                                 num_training_steps=trainer.max_steps)
+    # accelerate's prepared scheduler steps once per process per optimizer step: scale like diffusers' scripts
+    lr_scheduler = get_scheduler(trainer.lr_scheduler, optimizer,
+                                 num_warmup_steps=trainer.warmup_steps * accelerator.num_processes,
+                                 num_training_steps=trainer.max_steps * accelerator.num_processes)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     policy = accelerator.unwrap_model(model)
     reference = Reference(policy, lora=cfg.lora.enabled) if "ref_err" in inputs else None
@@ -150,3 +152,13 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     finally:
         progress.close()
         tracker.close()
+        _release_accelerate_state()
+
+
+def _release_accelerate_state() -> None:
+    """accelerate keeps its state in process-wide singletons; forget it (not the process group) so
+    the next run of a multirun in this process may choose another mixed precision or accumulation."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
