@@ -20,6 +20,7 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def app(cfg: DictConfig) -> float:
+    from accelerate import PartialState
     from hydra.core.hydra_config import HydraConfig
     from rich.console import Console
 
@@ -32,8 +33,9 @@ def app(cfg: DictConfig) -> float:
     except ConfigError as error:
         sys.stderr.write(f"prefopt: error: {error}\n")
         sys.exit(2)
-    Console(soft_wrap=True).print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "
-                    f"in {summary['wall_s']:.1f} s, loss {summary['loss']:.4f}; run dir {run_dir}")
+    if PartialState().is_main_process:
+        Console(soft_wrap=True).print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "
+                                      f"in {summary['wall_s']:.1f} s, loss {summary['loss']:.4f}; run dir {run_dir}")
     return summary["loss"]
 
 
