@@ -39,10 +39,13 @@ def describe(error: BaseException) -> str:
 def _jobs(overrides: list[str]) -> list[list[str]]:
     """Every job of a (multi)run: sweeps like ``objective=ipa,dpo`` expanded to their product."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     choices = []
     for override in parsed:
+        if override.is_sweep_override() and (not override.is_discrete_sweep() or override.value_type == ValueType.GLOB_CHOICE_SWEEP):
+            continue  # not enumerable here (glob needs the config loader; intervals are for optuna/ax sweepers)
         if override.is_sweep_override():
             values = [f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()]
         else:

@@ -43,7 +43,7 @@ class ModelConfig:
     subfolder: str = ""
     denoiser_class: str = "UNet2DModel"
     scheduler_class: str = "DDPMScheduler"
-    prediction_type: str | None = "epsilon"  # DDPM family: epsilon | v_prediction | sample; flow ignores it
+    prediction_type: str | None = None  # DDPM family: epsilon | v_prediction | sample (null: the scheduler's own); flow ignores it
     config: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     cache_dir: str = "${oc.env:PREFOPT_CACHE,'~/.cache/prefopt'}/models"

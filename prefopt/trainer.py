@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from prefopt.config import Config
 from prefopt.core import NoiseProcess, Reference, preference_errors
+from prefopt.core.reference import PREVIOUS_STAGE_NEEDS_FULL
 from prefopt.data import build_dataset
 from prefopt.errors import ConfigError
 from prefopt.models import add_lora, build_model, save_lora
@@ -84,6 +85,8 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     inputs = objective_inputs(objective)
     stages = _stages(objective, trainer.max_steps)
 
+    if getattr(objective, "reference", "base") == "previous_stage" and cfg.lora.enabled:
+        raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)
     bundle = build_model(cfg.model)
     model = bundle.denoiser
     if cfg.lora.enabled:
@@ -99,6 +102,7 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     policy = accelerator.unwrap_model(model)
     reference = Reference(policy, lora=cfg.lora.enabled) if "ref_err" in inputs else None
     process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling)
+    set_seed(cfg.seed, device_specific=True)  # same init above (DDP broadcasts it anyway), own noise per rank
 
     tracker = Tracker(cfg.logger, run_dir, config_dict or {}, enabled=accelerator.is_main_process,
                       job_type=type(objective).__name__.lower())
@@ -114,6 +118,9 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
             _check_channels(policy, dataset)
             loader = accelerator.prepare(DataLoader(dataset, batch_size=trainer.batch_size, shuffle=True,
                                                     drop_last=True, num_workers=trainer.num_workers))
+            if len(loader) == 0:
+                raise ConfigError(f"data.num_samples={len(dataset)} gives no full batch of trainer.batch_size="
+                                  f"{trainer.batch_size} per process ({accelerator.num_processes} processes)")
             batches = _forever(loader)
             for _ in range(stage_steps * trainer.gradient_accumulation_steps):
                 batch = next(batches)

@@ -51,11 +51,31 @@ def test_full_finetune_with_flow_model_saves_full_weights(tmp_path, model_cache)
     UNet2DModel.from_pretrained(run_dir / "final")  # loads back through the real path
 
 
-def test_hgdpo_previous_stage_reference_with_lora(tmp_path, model_cache):
+def test_hgdpo_previous_stage_reference(tmp_path, model_cache):
     summary, run_dir = _run(tmp_path, model_cache, "objective=hgdpo", "objective.reference=previous_stage",
-                            "trainer.max_steps=6")
+                            "lora.enabled=false", "trainer.max_steps=6", "trainer.learning_rate=1e-3")
+    rows = _metrics(run_dir)
     assert summary["steps"] == 6
-    assert [r["stage"] for r in _metrics(run_dir)] == ["easy"] * 2 + ["normal"] * 2 + ["hard"] * 2
+    assert [r["stage"] for r in rows] == ["easy"] * 2 + ["normal"] * 2 + ["hard"] * 2
+    # the first step of a stage starts from a reference equal to the policy: errors match exactly
+    for first in (rows[2], rows[4]):
+        assert first["policy_err_w"] == pytest.approx(first["ref_err_w"], abs=1e-6)
+    assert rows[3]["policy_err_w"] != pytest.approx(rows[3]["ref_err_w"], abs=1e-6)
+
+
+def test_previous_stage_with_lora_and_empty_batches_are_one_line_errors(tmp_path, model_cache):
+    from prefopt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lora.enabled=false"):
+        _run(tmp_path, model_cache, "objective=hgdpo", "objective.reference=previous_stage")
+    with pytest.raises(ConfigError, match="no full batch"):
+        _run(tmp_path, model_cache, "objective=dpo", "data.num_samples=3")
+
+
+def test_non_enumerable_sweeps_are_left_to_hydra():
+    from prefopt.cli import _jobs
+
+    assert _jobs(["objective=glob(*)", "objective.beta=interval(1,2)", "seed=1,2"]) == [["seed=1"], ["seed=2"]]
 
 
 def _cli(*args, tmp_path=None, env_extra=None):

@@ -13,6 +13,11 @@ from contextlib import contextmanager
 
 import torch
 
+from prefopt.errors import ConfigError
+
+PREVIOUS_STAGE_NEEDS_FULL = ("objective.reference=previous_stage needs lora.enabled=false "
+                             "(with LoRA the reference is the adapter-free base model)")
+
 
 def set_adapters(model: torch.nn.Module, enabled: bool) -> None:
     """The model's own ``enable_adapters``/``disable_adapters`` where it has them (diffusers'
@@ -58,20 +63,8 @@ class Reference:
             yield self.frozen
 
     def reset_to_policy(self) -> None:
-        """Make the current policy the reference (HG-DPO's ``reference: previous_stage``).
-
-        Full fine-tuning: a new frozen copy. LoRA: the adapter is merged into the base weights and
-        reset to zero, so the policy is unchanged and adapters-disabled now means "previous stage".
-        """
-        if not self.lora:
-            self.frozen = self._freeze(self.policy)
-            return
-        from peft.tuners.lora import LoraLayer
-
-        with torch.no_grad():
-            for module in self.policy.modules():
-                if isinstance(module, LoraLayer):
-                    module.merge(safe_merge=True)
-                    module.merged_adapters.clear()
-                    for name in module.active_adapters:
-                        module.reset_lora_parameters(name, init_lora_weights=True)
+        """Make the current policy the reference (HG-DPO's ``reference: previous_stage``): a new
+        frozen copy. With LoRA the reference is the adapter-free base, which cannot move."""
+        if self.lora:
+            raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)
+        self.frozen = self._freeze(self.policy)

@@ -26,6 +26,16 @@ class PreferenceDataset(Dataset):
             bad = (~torch.isfinite(value.flatten(1) if value.dim() > 1 else value)).view(len(value), -1).any(dim=1)
             if bad.any():
                 raise ConfigError(f"{name}: {key} is not finite at row {int(bad.nonzero()[0])}")
+        if (reward_w is None) != (reward_l is None):
+            raise ConfigError(f"{name}: reward_w and reward_l come together (got only one)")
+        for key, value in (("reward_w", reward_w), ("reward_l", reward_l)):
+            if value is None:
+                continue
+            if value.shape != (len(winner),):
+                raise ConfigError(f"{name}: {key} must have shape ({len(winner)},), got {tuple(value.shape)}")
+            outside = ((value < 0) | (value > 1)).nonzero()
+            if len(outside):
+                raise ConfigError(f"{name}: {key} at row {int(outside[0])} is {float(value[outside[0]]):.3f}, outside [0, 1]")
         if loser is not None and loser.shape != winner.shape:
             raise ConfigError(f"{name}: loser shape {tuple(loser.shape[1:])} != winner shape {tuple(winner.shape[1:])}")
         if reward_w is not None and reward_l is not None:

@@ -31,12 +31,13 @@ def materialize(cfg) -> Path:
     if (root / "scheduler" / "scheduler_config.json").exists():
         return root
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-    torch.manual_seed(cfg.seed)
     denoiser_cls = getattr(diffusers, cfg.denoiser_class, None)
     if denoiser_cls is None:
         raise ConfigError(f"model.denoiser_class: diffusers has no class {cfg.denoiser_class!r}")
     try:
-        denoiser = denoiser_cls(**dict(cfg.config))
+        with torch.random.fork_rng():  # the caller's RNG stream is the same whether or not the folder was cached
+            torch.manual_seed(cfg.seed)
+            denoiser = denoiser_cls(**dict(cfg.config))
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model.config: {cfg.denoiser_class} rejects it: {str(error).splitlines()[0]}") from None
     denoiser.save_pretrained(tmp / cfg.subfolder if cfg.subfolder else tmp)

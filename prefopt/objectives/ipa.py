@@ -7,8 +7,8 @@ No loser. On curated self-generated good samples x:
 i.e. -log sigma(beta [KL(q || p_ref) - KL(q || p_theta)]): raise the implicit reward of good samples,
 while the bounded logistic link keeps the policy near the prior. ``t`` in [0, 1] is the noise level
 (flow matching: sigma; DDPM family: timestep / num_train_timesteps), so clean-end timesteps weigh
-most. Defaults from the paper: beta = 600 (hand-region weights lambda = 10 enter through the
-per-sample error, see ``prefopt.core``).
+most. Defaults from the paper: beta = 600. Its hand-region weights (HALO, lambda = 10) act on the
+per-sample error (``prefopt.core.per_sample_error``), not on this equation.
 """
 
 from __future__ import annotations

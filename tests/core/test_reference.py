@@ -79,16 +79,23 @@ def test_full_finetune_reference_is_a_frozen_copy(tiny_unet_dir):
     torch.testing.assert_close(ref, expected)
 
 
-def test_previous_stage_reset_keeps_policy_and_moves_reference(tiny_unet_dir):
-    policy = _trained_lora(tiny_unet_dir).eval()
-    reference = Reference(policy, lora=True)
+def test_previous_stage_reset_makes_the_current_policy_the_reference(tiny_unet_dir):
+    policy = UNet2DConditionModel.from_pretrained(tiny_unet_dir)
+    reference = Reference(policy, lora=False)
     x0, cond = _inputs()
     kwargs = {"encoder_hidden_states": cond["encoder_hidden_states"]}
     with torch.no_grad():
-        before = policy(x0[:2], 10, **kwargs).sample
-        reference.reset_to_policy()
-        after = policy(x0[:2], 10, **kwargs).sample
+        for p in policy.parameters():
+            p.add_(0.01)
+        moved = policy(x0[:2], 10, **kwargs).sample
         with reference() as network:
-            ref = network(x0[:2], 10, **kwargs).sample
-    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(ref, before, rtol=1e-4, atol=1e-5)
+            assert not torch.allclose(network(x0[:2], 10, **kwargs).sample, moved)
+        reference.reset_to_policy()
+        with reference() as network:
+            torch.testing.assert_close(network(x0[:2], 10, **kwargs).sample, moved)
+            assert network is not policy and not any(p.requires_grad for p in network.parameters())
+
+
+def test_previous_stage_reset_with_lora_is_refused(tiny_unet_dir):
+    with pytest.raises(ValueError, match="lora.enabled=false"):
+        Reference(_trained_lora(tiny_unet_dir), lora=True).reset_to_policy()
