@@ -36,8 +36,8 @@ from prefopt.cli import to_config
 from prefopt.core import NoiseProcess, Reference
 from prefopt.data import PreferenceDataset
 from prefopt.models import add_lora, build_model
-from prefopt.objectives import DPO, GAPO, HGDPO, IPA, SFT
-from prefopt.trainer import batch_loss
+from prefopt.objectives import DPO, GAPO, HGDPO, IPA, SFT, objective_inputs
+from prefopt.trainer import batch_loss, forever
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 TOKENS = 8
@@ -71,10 +71,11 @@ class Runner:
         self.kind, self.lora = kind, lora
         self.process = NoiseProcess(bundle.scheduler)
         self.scheduler = bundle.scheduler
-        self.reference = Reference(self.model, lora=lora)
         self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-5)
         self.objective = {"sft_B": SFT(), "sft_2B": SFT(), "dpo": DPO(), "dpo_dataloader": DPO(), "gapo": GAPO(),
                           "hgdpo": HGDPO(), "ipa": IPA(), "baseline_dpo": None}[kind]
+        needs_reference = self.objective is None or "ref_err" in objective_inputs(self.objective)
+        self.reference = Reference(self.model, lora=lora) if needs_reference else None
         conf = self.model.config
         generator = torch.Generator().manual_seed(0)
         self.batch = make_batch(kind, args.batch, conf.in_channels, conf.sample_size, conf.cross_attention_dim, generator)
@@ -84,7 +85,7 @@ class Runner:
             dataset = PreferenceDataset(data["winner"], data["loser"], data["reward_w"], data["reward_l"])
             cond = data["cond"]["encoder_hidden_states"]
             loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True)
-            self.batches = ({**b, "cond": {"encoder_hidden_states": cond[: len(b["winner"])]}} for _ in iter(int, 1) for b in loader)
+            self.batches = ({**b, "cond": {"encoder_hidden_states": cond[: len(b["winner"])]}} for b in forever(loader))
 
     def step(self) -> None:
         batch = next(self.batches) if self.kind == "dpo_dataloader" else self.batch

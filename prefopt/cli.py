@@ -44,13 +44,11 @@ def _jobs(overrides: list[str]) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides(overrides)
     choices = []
     for override in parsed:
-        if override.is_sweep_override() and (not override.is_discrete_sweep() or override.value_type == ValueType.GLOB_CHOICE_SWEEP):
-            continue  # not enumerable here (glob needs the config loader; intervals are for optuna/ax sweepers)
-        if override.is_sweep_override():
-            values = [f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()]
-        else:
-            values = [override.input_line]
-        choices.append(values)
+        if not override.is_sweep_override():
+            choices.append([override.input_line])
+        elif override.is_discrete_sweep() and override.value_type != ValueType.GLOB_CHOICE_SWEEP:
+            choices.append([f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()])
+        # else: not enumerable here (glob needs the config loader; intervals are for optuna/ax sweepers)
     return [list(job) for job in itertools.islice(itertools.product(*choices), MAX_CHECKED_JOBS)]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from prefopt.core.reference import PREVIOUS_STAGE_NEEDS_FULL
 from prefopt.errors import ConfigError
 from prefopt.objectives import REGISTRY
 
@@ -121,6 +122,10 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
+
+    def __post_init__(self):
+        if getattr(self.objective, "reference", "base") == "previous_stage" and self.lora.enabled:
+            raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)
 
 
 def register() -> None:

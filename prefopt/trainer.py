@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 
 from prefopt.config import Config
 from prefopt.core import NoiseProcess, Reference, preference_errors
-from prefopt.core.reference import PREVIOUS_STAGE_NEEDS_FULL
 from prefopt.data import build_dataset
 from prefopt.errors import ConfigError
 from prefopt.models import add_lora, build_model, save_lora
@@ -25,7 +24,8 @@ from prefopt.objectives import objective_inputs
 from prefopt.tracking import Tracker
 
 
-def _forever(loader):
+def forever(loader):
+    """Batches from ``loader``, epoch after epoch."""
     while True:
         yield from loader
 
@@ -85,8 +85,6 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     inputs = objective_inputs(objective)
     stages = _stages(objective, trainer.max_steps)
 
-    if getattr(objective, "reference", "base") == "previous_stage" and cfg.lora.enabled:
-        raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)
     bundle = build_model(cfg.model)
     model = bundle.denoiser
     if cfg.lora.enabled:
@@ -121,7 +119,7 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
             if len(loader) == 0:
                 raise ConfigError(f"data.num_samples={len(dataset)} gives no full batch of trainer.batch_size="
                                   f"{trainer.batch_size} per process ({accelerator.num_processes} processes)")
-            batches = _forever(loader)
+            batches = forever(loader)
             for _ in range(stage_steps * trainer.gradient_accumulation_steps):
                 batch = next(batches)
                 with accelerator.accumulate(model), accelerator.autocast():

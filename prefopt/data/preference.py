@@ -38,7 +38,7 @@ class PreferenceDataset(Dataset):
                 raise ConfigError(f"{name}: {key} at row {int(outside[0])} is {float(value[outside[0]]):.3f}, outside [0, 1]")
         if loser is not None and loser.shape != winner.shape:
             raise ConfigError(f"{name}: loser shape {tuple(loser.shape[1:])} != winner shape {tuple(winner.shape[1:])}")
-        if reward_w is not None and reward_l is not None:
+        if reward_w is not None:  # and so reward_l
             bad = (reward_w <= reward_l).nonzero()
             if len(bad):
                 raise ConfigError(f"{name}: row {int(bad[0])} has reward_w <= reward_l "

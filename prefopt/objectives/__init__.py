@@ -4,6 +4,7 @@ Each objective is a dataclass whose fields are its hyper-parameters and whose ``
 equation, returning ``(loss, metrics)``; ``paired`` says whether it takes (2, B) winner/loser errors. ``REGISTRY`` maps ``objective=<name>`` to the class.
 """
 
+import functools
 import inspect
 
 from prefopt.objectives.dpo import DPO
@@ -17,7 +18,12 @@ REGISTRY = {"dpo": DPO, "ipa": IPA, "hgdpo": HGDPO, "gapo": GAPO, "sft": SFT}
 
 def objective_inputs(objective) -> tuple[str, ...]:
     """The keyword inputs an objective's equation reads (what the training loop must compute)."""
-    return tuple(inspect.signature(objective.__call__).parameters)
+    return _call_parameters(type(objective))
+
+
+@functools.cache
+def _call_parameters(cls) -> tuple[str, ...]:
+    return tuple(name for name in inspect.signature(cls.__call__).parameters if name != "self")
 
 
 __all__ = ["DPO", "GAPO", "HGDPO", "IPA", "SFT", "REGISTRY", "objective_inputs"]
