@@ -52,7 +52,7 @@ def _jobs(overrides: list[str]) -> list[list[str]]:
     return [list(job) for job in itertools.islice(itertools.product(*choices), MAX_CHECKED_JOBS)]
 
 
-def check_overrides(conf_dir: str, argv: list[str]) -> None:
+def check_overrides(conf_dir: str, argv: list[str], config_name: str = "config") -> None:
     """Exit with one line on stderr if any job's config is invalid; Hydra's own flags are left to it."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return
@@ -63,7 +63,20 @@ def check_overrides(conf_dir: str, argv: list[str]) -> None:
         jobs = _jobs(overrides)
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             for job in jobs:
-                to_config(compose("config", overrides=job))
+                to_config(compose(config_name, overrides=job))
     except Exception as error:  # noqa: BLE001 - every config error becomes one line
         sys.stderr.write(f"prefopt: config error: {describe(error)}\n")
+        sys.exit(2)
+
+
+def run_app(app, conf_dir: str, config_name: str) -> None:
+    """An entry point's ``main``: validate the command line, run the Hydra ``app``, and turn a
+    ConfigError raised while running into one line and exit status 2."""
+    from prefopt.errors import ConfigError
+
+    check_overrides(conf_dir, sys.argv[1:], config_name=config_name)
+    try:
+        app()
+    except ConfigError as error:
+        sys.stderr.write(f"prefopt: error: {error}\n")
         sys.exit(2)

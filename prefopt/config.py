@@ -10,15 +10,17 @@ with it before any model code loads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from prefopt.core.reference import PREVIOUS_STAGE_NEEDS_FULL
 from prefopt.errors import ConfigError
 from prefopt.objectives import REGISTRY
 
+ASSETS = Path(__file__).resolve().parent / "assets"  # shipped weights: ${prefopt.asset:synth_base}
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOGGER_BACKENDS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -66,14 +68,25 @@ class LoraConfig:
 
 @dataclass
 class DataConfig:
+    """``synth``: a scored pool of ``num_samples`` base-model samples; ``renders``: ground-truth
+    labelled renders; ``mix``: the pretraining mixture (prefopt/data/synth.py)."""
+
     name: str = "synth"
     num_samples: int = 1024
     image_size: int = 16
     seed: int = 0
+    sample_steps: int = 30  # synth: sampling steps of the pool
+    sdedit_strength: float = 0.5  # synth, HG-DPO normal stage: how far real renders are noised
+    good_fraction: float = 0.4  # mix: share of good hands
 
     def __post_init__(self):
         _positive("data.num_samples", self.num_samples)
         _positive("data.image_size", self.image_size)
+        _positive("data.sample_steps", self.sample_steps)
+        if not 0 < self.sdedit_strength <= 1:
+            raise ConfigError(f"data.sdedit_strength must be in (0, 1], got {self.sdedit_strength}")
+        if not 0 <= self.good_fraction <= 1:
+            raise ConfigError(f"data.good_fraction must be in [0, 1], got {self.good_fraction}")
 
 
 @dataclass
@@ -86,6 +99,8 @@ class TrainerConfig:
     warmup_steps: int = 0
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
+    rounds: int = 1  # rounds of generate-score-train: each round after the first re-samples model-made data from the policy
+    ema_decay: float = 0.0  # > 0: keep an EMA of the trained weights (diffusers' EMAModel) and save it
     mixed_precision: str = "no"
     timestep_sampling: str = "uniform"  # uniform | logit_normal | mode
     log_every: int = 10
@@ -94,9 +109,13 @@ class TrainerConfig:
     cpu: bool = False
 
     def __post_init__(self):
-        for key in ("max_steps", "batch_size", "learning_rate", "gradient_accumulation_steps", "log_every"):
+        for key in ("max_steps", "batch_size", "learning_rate", "gradient_accumulation_steps", "log_every", "rounds"):
             _positive(f"trainer.{key}", getattr(self, key))
         _one_of("trainer.mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.rounds > self.max_steps:
+            raise ConfigError(f"trainer.rounds={self.rounds} exceeds trainer.max_steps={self.max_steps}")
         _one_of("trainer.timestep_sampling", self.timestep_sampling, ("uniform", "logit_normal", "mode"))
 
 
@@ -114,6 +133,22 @@ class LoggerConfig:
 
 
 @dataclass
+class EvalConfig:
+    """After training on SynthHands data (synth, renders, mix), sample base and trained model from
+    fixed seeds and score them with the SynthHands reward (prefopt/evaluate.py); ``num_samples: 0``
+    skips it."""
+
+    num_samples: int = 512
+    seed: int = 10_000
+    steps: int = 30
+
+    def __post_init__(self):
+        if self.num_samples < 0:
+            raise ConfigError(f"eval.num_samples must be >= 0, got {self.num_samples}")
+        _positive("eval.steps", self.steps)
+
+
+@dataclass
 class Config:
     objective: Any = MISSING
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -121,6 +156,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
 
     def __post_init__(self):
@@ -128,9 +164,35 @@ class Config:
             raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)
 
 
+@dataclass
+class PretrainConfig(Config):
+    """``python -m prefopt.pretrain``: a Config whose trained model is also written, with its
+    scheduler, as a complete diffusers folder to ``export`` (default: ``<run dir>/model``)."""
+
+    export: str | None = None
+
+
+@dataclass
+class EvaluateConfig:
+    """``python -m prefopt.evaluate``: a finished run (``run``) or a model (``model=...``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    run: str | None = None
+    num_samples: int = 512
+    seed: int = 10_000
+    steps: int = 30
+
+    def __post_init__(self):
+        _positive("num_samples", self.num_samples)
+        _positive("steps", self.steps)
+
+
 def register() -> None:
+    OmegaConf.register_new_resolver("prefopt.asset", lambda name: str(ASSETS / name), replace=True)
     store = ConfigStore.instance()
     store.store(name="prefopt_schema", node=Config)
+    store.store(name="prefopt_pretrain_schema", node=PretrainConfig)
+    store.store(name="prefopt_evaluate_schema", node=EvaluateConfig)
     for name, objective in REGISTRY.items():
         store.store(group="schema/objective", name=name, node=objective)
 

@@ -24,6 +24,7 @@ def app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from rich.console import Console
 
+    from prefopt.evaluate import describe
     from prefopt.trainer import train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -34,8 +35,11 @@ def app(cfg: DictConfig) -> float:
         sys.stderr.write(f"prefopt: error: {error}\n")
         sys.exit(2)
     if PartialState().is_main_process:
-        Console(soft_wrap=True).print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "
-                                      f"in {summary['wall_s']:.1f} s, loss {summary['loss']:.4f}; run dir {run_dir}")
+        console = Console(soft_wrap=True)
+        console.print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "
+                      f"in {summary['wall_s']:.1f} s, loss {summary['loss']:.4f}; run dir {run_dir}")
+        for result in summary.get("eval", {}).values():
+            console.print(describe(result), highlight=False)
     return summary["loss"]
 
 

@@ -10,6 +10,7 @@ reference to the previous stage's model.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,9 +20,12 @@ from prefopt.config import Config
 from prefopt.core import NoiseProcess, Reference, preference_errors
 from prefopt.data import build_dataset
 from prefopt.errors import ConfigError
-from prefopt.models import add_lora, build_model, save_lora
+from prefopt.models import ModelBundle, add_lora, build_model, save_lora
 from prefopt.objectives import objective_inputs
 from prefopt.tracking import Tracker
+
+ROUND_SEED_STRIDE = 1000  # round r draws its pool with data.seed + 1000 r
+SYNTH_HANDS = ("synth", "renders", "mix")  # datasets whose models the SynthHands evaluation scores
 
 
 def forever(loader):
@@ -34,6 +38,21 @@ def _stages(objective, total_steps: int) -> list[tuple[str | None, int]]:
     if hasattr(objective, "curriculum"):
         return objective.curriculum(total_steps)
     return [(None, total_steps)]
+
+
+def schedule(objective, total_steps: int, rounds: int = 1) -> list[tuple[int, str | None, int]]:
+    """(round, stage, steps) segments: the curriculum's stages (one ``None`` stage for objectives
+    without a curriculum) cut where a round of generate-score-train ends; rounds split the steps evenly."""
+    ends = [round(total_steps * (r + 1) / rounds) for r in range(rounds)]
+    segments, start = [], 0
+    for stage, steps in _stages(objective, total_steps):
+        stop = start + steps
+        while start < stop:
+            r = next(i for i, end in enumerate(ends) if end > start)
+            cut = min(stop, ends[r])
+            segments.append((r, stage, cut - start))
+            start = cut
+    return segments
 
 
 def _check_channels(model, dataset) -> None:
@@ -83,10 +102,19 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     set_seed(cfg.seed)
     objective = cfg.objective
     inputs = objective_inputs(objective)
-    stages = _stages(objective, trainer.max_steps)
+    segments = schedule(objective, trainer.max_steps, trainer.rounds)
 
     bundle = build_model(cfg.model)
     model = bundle.denoiser
+
+    def round_data(r: int, source) -> dict:
+        """Round ``r``'s dataset per stage; model-made data (data=synth) is sampled from ``source``."""
+        data_cfg = replace(cfg.data, seed=cfg.data.seed + ROUND_SEED_STRIDE * r)
+        with accelerator.main_process_first():  # the main process samples (and caches) model-made data first
+            return {stage: build_dataset(data_cfg, paired=objective.paired, stage=stage, model=source)
+                    for rr, stage, _ in segments if rr == r}
+
+    datasets = round_data(0, bundle)  # before LoRA: the base model
     if cfg.lora.enabled:
         add_lora(model, cfg.lora.rank, cfg.lora.alpha, cfg.lora.target_modules)
     model.train()
@@ -98,6 +126,11 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                                  num_training_steps=trainer.max_steps * accelerator.num_processes)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     policy = accelerator.unwrap_model(model)
+    ema = None
+    if trainer.ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(trainable, decay=trainer.ema_decay)
     reference = Reference(policy, lora=cfg.lora.enabled) if "ref_err" in inputs else None
     process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling)
     set_seed(cfg.seed, device_specific=True)  # same init above (DDP broadcasts it anyway), own noise per rank
@@ -107,12 +140,17 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     step, started, window = 0, time.perf_counter(), []
     progress = tqdm(total=trainer.max_steps, disable=not accelerator.is_main_process, desc=type(objective).__name__)
     try:
-        for stage_index, (stage, stage_steps) in enumerate(stages):
+        previous = (0, None)
+        for round_index, stage, stage_steps in segments:
             if stage is not None:
-                objective.stage = stage
-                if stage_index > 0 and reference is not None and objective.reference == "previous_stage":
+                if stage != previous[1] and previous[1] is not None and reference is not None \
+                        and objective.reference == "previous_stage":
                     reference.reset_to_policy()
-            dataset = build_dataset(cfg.data, paired=objective.paired, stage=stage)
+                objective.stage = stage
+            if round_index != previous[0]:  # a new round: sample the pool from the current policy
+                datasets = round_data(round_index, ModelBundle(policy, bundle.scheduler, bundle.path))
+            previous = (round_index, stage)
+            dataset = datasets[stage]
             _check_channels(policy, dataset)
             loader = accelerator.prepare(DataLoader(dataset, batch_size=trainer.batch_size, shuffle=True,
                                                     drop_last=True, num_workers=trainer.num_workers))
@@ -133,6 +171,8 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                 window.append({"loss": loss.detach(), **metrics})
                 if not accelerator.sync_gradients:
                     continue
+                if ema is not None:
+                    ema.step(trainable)
                 step += 1
                 progress.update(1)
                 if step % trainer.log_every == 0 or step == trainer.max_steps:
@@ -141,6 +181,8 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                     logged.update(lr=lr_scheduler.get_last_lr()[0], elapsed_s=time.perf_counter() - started)
                     if stage is not None:
                         logged["stage"] = stage
+                    if trainer.rounds > 1:
+                        logged["round"] = round_index
                     tracker.log(logged, step)
                     progress.set_postfix(loss=f"{logged['loss']:.4f}", acc=f"{logged.get('implicit_acc', float('nan')):.2f}")
                     window = []
@@ -148,16 +190,33 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                     accelerator.save_state(str(run_dir / "checkpoints" / f"step_{step}"))
         accelerator.wait_for_everyone()
         final_dir = run_dir / "final"
+        if ema is not None:
+            ema.copy_to(trainable)
         if accelerator.is_main_process:
             save_weights(policy, cfg.lora.enabled, final_dir)
         summary = {"steps": step, "wall_s": time.perf_counter() - started, "final_dir": str(final_dir),
                    **{k: v for k, v in logged.items() if k != "stage"}}
+        if cfg.eval.num_samples and cfg.data.name in SYNTH_HANDS and accelerator.is_main_process:
+            summary["eval"] = evaluate_against_base(cfg, policy, run_dir / "eval")
+            tracker.log({f"eval/{who}/{k}": r[k] for who, r in summary["eval"].items()
+                         for k in ("good_rate", "mean_reward", "independent_rate")}, step)
+        accelerator.wait_for_everyone()
         tracker.summary(summary)
         return summary
     finally:
         progress.close()
         tracker.close()
         _release_accelerate_state()
+
+
+def evaluate_against_base(cfg: Config, policy, out_dir: Path) -> dict:
+    """Score the base model (cached per machine) and the trained ``policy`` on the same seeds."""
+    from prefopt.evaluate import evaluate_model
+
+    base = build_model(cfg.model)
+    kwargs = {"out_dir": out_dir, "num_samples": cfg.eval.num_samples, "seed": cfg.eval.seed, "steps": cfg.eval.steps}
+    return {"base": evaluate_model(base.denoiser, base.scheduler, "base", **kwargs),
+            "aligned": evaluate_model(policy, base.scheduler, "aligned", **kwargs)}
 
 
 def _release_accelerate_state() -> None:

@@ -16,7 +16,8 @@ from prefopt.cli import to_config
 from prefopt.trainer import train
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
-FAST = ["logger=none", "trainer.max_steps=3", "trainer.log_every=1", "trainer.batch_size=4", "data.num_samples=16"]
+FAST = ["logger=none", "model=tiny", "data=renders", "eval.num_samples=0", "lora.enabled=true", "trainer=default",
+        "trainer.max_steps=3", "trainer.log_every=1", "trainer.batch_size=4", "data.num_samples=16"]
 
 
 def _run(tmp_path, model_cache, *overrides):
@@ -78,12 +79,12 @@ def test_non_enumerable_sweeps_are_left_to_hydra():
     assert _jobs(["objective=glob(*)", "objective.beta=interval(1,2)", "seed=1,2"]) == [["seed=1"], ["seed=2"]]
 
 
-def _cli(*args, tmp_path=None, env_extra=None):
+def _cli(*args, tmp_path=None, env_extra=None, module="prefopt.train"):
     import os
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "prefopt.train", *args], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=300)
     return done, time.perf_counter() - started
 
@@ -121,3 +122,47 @@ def test_gradient_accumulation_and_bf16_autocast(tmp_path, model_cache):
                             "trainer.mixed_precision=bf16", "trainer.max_steps=2")
     assert summary["steps"] == 2  # optimizer steps, each of 2 micro-batches
     assert [r["step"] for r in _metrics(run_dir)] == [1, 2]
+
+
+def test_default_synth_run_ends_by_evaluating_base_and_aligned(tmp_path, model_cache):
+    """The embedded default (shipped base model, a scored pool of its samples), shrunk; then
+    ``prefopt.evaluate`` reloads the run's LoRA and scores it on the same seeds."""
+    small = ["data.num_samples=64", "data.sample_steps=10", "eval.num_samples=16", "eval.steps=10"]
+    done, _ = _cli("objective=dpo", "logger=none", "trainer.max_steps=3", "trainer.batch_size=4", *small,
+                   "hydra.run.dir=run", tmp_path=tmp_path, env_extra={"PREFOPT_CACHE": str(model_cache)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "base: good hands" in done.stdout and "aligned: good hands" in done.stdout, done.stdout
+    run_dir = tmp_path / "run"
+    aligned = json.loads((run_dir / "eval" / "aligned.json").read_text())
+    assert aligned["num_samples"] == 16 and (run_dir / "eval" / "aligned.png").is_file()
+    assert (run_dir / "eval" / "base.json").is_file()
+    again, _ = _cli("run=run", "num_samples=16", "steps=10", tmp_path=tmp_path, module="prefopt.evaluate",
+                    env_extra={"PREFOPT_CACHE": str(model_cache)})
+    assert again.returncode == 0, again.stderr[-2000:]
+    reloaded = json.loads((run_dir / "eval" / "aligned.json").read_text())
+    assert reloaded["good_rate"] == aligned["good_rate"] and reloaded["mean_reward"] == pytest.approx(aligned["mean_reward"])
+
+
+def test_rounds_cut_the_curriculum_into_segments():
+    from prefopt.objectives import HGDPO, IPA
+    from prefopt.trainer import schedule
+
+    # stages of 3 steps each; rounds end after steps 4 (round(4.5) = 4) and 9
+    assert schedule(HGDPO(), 9, rounds=2) == [(0, "easy", 3), (0, "normal", 1), (1, "normal", 2), (1, "hard", 3)]
+    assert schedule(IPA(), 10, rounds=3) == [(0, None, 3), (1, None, 4), (2, None, 3)]
+    assert schedule(IPA(), 10) == [(0, None, 10)]
+
+
+def test_pretrain_exports_a_loadable_diffusers_folder(tmp_path, model_cache):
+    done, _ = _cli("trainer.max_steps=2", "trainer.batch_size=8", "data.num_samples=64", "hydra.run.dir=run",
+                   "export=exported", tmp_path=tmp_path, module="prefopt.pretrain",
+                   env_extra={"PREFOPT_CACHE": str(model_cache)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    exported = tmp_path / "exported"
+    record = json.loads((exported / "pretrain.json").read_text())
+    assert record["steps"] == 2 and record["seed"] == 0 and "export=exported" in record["command"]
+    assert record["evaluation"]["num_samples"] == 512
+    from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DModel
+
+    UNet2DModel.from_pretrained(exported)
+    FlowMatchEulerDiscreteScheduler.from_pretrained(exported, subfolder="scheduler")

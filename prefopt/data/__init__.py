@@ -6,16 +6,17 @@ are dicts: ``winner`` (C, H, W) or (C, T, H, W); for paired data also ``loser``,
 """
 
 from prefopt.data.preference import PreferenceDataset
-from prefopt.data.synth import build_synth
+from prefopt.data.synth import build_mix, build_renders, build_synth
 from prefopt.errors import ConfigError
 
-BUILDERS = {"synth": build_synth}
+BUILDERS = {"synth": build_synth, "renders": build_renders, "mix": build_mix}
 
 
-def build_dataset(cfg, paired: bool, stage: str | None = None) -> PreferenceDataset:
+def build_dataset(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:
+    """``model``: the base ModelBundle, for datasets made of its samples (``synth``)."""
     if cfg.name not in BUILDERS:
         raise ConfigError(f"data.name: unknown dataset {cfg.name!r} (known: {sorted(BUILDERS)})")
-    return BUILDERS[cfg.name](cfg, paired=paired, stage=stage)
+    return BUILDERS[cfg.name](cfg, paired=paired, stage=stage, model=model)
 
 
 __all__ = ["BUILDERS", "PreferenceDataset", "build_dataset"]

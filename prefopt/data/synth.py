@@ -1,45 +1,129 @@
-"""SynthHands preference data labelled by the renderer's ground truth.
+"""SynthHands datasets (SPEC s.4).
 
-- winners: good hands (k = 5, fingers separated);
-- losers (paired): the same pose and colours with a bad hand (k in {3, 4, 6, 7}, or fused fingers);
-- rewards: s = 1 - |k - 5| / 4 (fused: 0.5), so s_w = 1 > s_l;
-- HG-DPO stages: the winner moves from "generated-like" toward real renders: easy winners carry
-  strong pixel noise, normal winners mild noise, hard winners are clean renders.
+``synth`` (the benchmark): one pool of ``num_samples`` base-model samples, drawn with seed
+``seed`` and cached on disk (keyed by the model's weights, seed, count and sampling steps), scored
+ONCE by :func:`prefopt.rewards.hands.score`: exactly ``num_samples`` reward calls for every objective.
 
-Model-generated pools scored by the detector replace the ground-truth labels in the SynthHands
-benchmark (SPEC s.4).
+    SFT, IPA (unpaired):  winners = the pool's strict good hands
+    DPO, GAPO (paired):   every bad sample is a loser, paired with a good one (cycling through the
+                          good ones in a seeded order); reward_w = 1 > reward_l = its graded reward
+    HG-DPO stages:        the same losers, with winners
+        easy    the pool's good hands (as DPO)
+        normal  real renders of good hands, part-noised (``sdedit_strength``) and denoised by the
+                base model: the intermediate domain
+        hard    real renders of good hands ("real pool": fresh renders, never generated)
+
+``mix``: the pretraining mixture of renders, a ``good_fraction`` of good hands and the rest bad
+(k in {3, 4, 6, 7}, or five fused fingers), unpaired.
+
+``renders``: renders labelled by the renderer's ground truth (good winner, bad loser of the same
+pose and colours); fast, no model needed (tests, smoke runs).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from prefopt.data.preference import PreferenceDataset
-from prefopt.synth.render import (
-    BAD_FINGERS,
-    FUSED_ARC_DEGREES,
-    GOOD_FINGERS,
-    render,
-    sample_specs,
-)
+from prefopt.errors import ConfigError
+from prefopt.synth.render import BAD_FINGERS, GOOD_FINGERS, render, sample_specs
 
-STAGE_NOISE = {"easy": 0.3, "normal": 0.15, "hard": 0.0, None: 0.0}
+FUSED_SHARE = 0.2  # of bad hands
 
 
-def build_synth(cfg, paired: bool, stage: str | None = None) -> PreferenceDataset:
+def _bad_specs(n: int, size: int, generator: torch.Generator):
+    """Bad hands: k in {3, 4, 6, 7}, or (a FUSED_SHARE of them) five fingers over a narrow arc."""
+    bad = torch.tensor(BAD_FINGERS)[torch.randint(0, len(BAD_FINGERS), (n,), generator=generator)]
+    fused = torch.rand(n, generator=generator) < FUSED_SHARE
+    spec = sample_specs(n, size, fingers=torch.where(fused, torch.full_like(bad, GOOD_FINGERS), bad),
+                        fused=fused, generator=generator)
+    return spec, fused
+
+
+def build_renders(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:
     n, size = cfg.num_samples, cfg.image_size
     generator = torch.Generator().manual_seed(cfg.seed)
     spec = sample_specs(n, size, generator=generator)
     winner, _ = render(spec, size)
-    noise = STAGE_NOISE[stage]
-    if noise:
-        winner = (winner + noise * torch.randn(winner.shape, generator=generator)).clamp(-1, 1)
     if not paired:
-        return PreferenceDataset(winner, name="data=synth")
-    bad = torch.tensor(BAD_FINGERS)[torch.randint(0, len(BAD_FINGERS), (n,), generator=generator)]
-    fused = torch.rand(n, generator=generator) < 0.2
-    spec.fingers = torch.where(fused, torch.full_like(bad, GOOD_FINGERS), bad)
-    spec.arc = torch.where(fused, torch.deg2rad(torch.tensor(FUSED_ARC_DEGREES)), spec.arc)
-    loser, _ = render(spec, size)
-    reward_l = torch.where(fused, torch.tensor(0.5), 1 - (spec.fingers - GOOD_FINGERS).abs().float() / 4)
-    return PreferenceDataset(winner, loser, torch.ones(n), reward_l, name="data=synth")
+        return PreferenceDataset(winner, name="data=renders")
+    bad, fused = _bad_specs(n, size, generator)
+    for key in ("angle", "center", "skin", "background"):  # same pose and colours as the winner
+        setattr(bad, key, getattr(spec, key))
+    loser, _ = render(bad, size)
+    reward_l = torch.where(fused, torch.tensor(0.5), 1 - (bad.fingers - GOOD_FINGERS).abs().float() / 4)
+    return PreferenceDataset(winner, loser, torch.ones(n), reward_l, name="data=renders")
+
+
+def build_mix(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:
+    if paired:
+        raise ConfigError("data=mix is the unpaired pretraining mixture; use objective=sft")
+    n, size = cfg.num_samples, cfg.image_size
+    generator = torch.Generator().manual_seed(cfg.seed)
+    good = torch.rand(n, generator=generator) < cfg.good_fraction
+    spec, _ = _bad_specs(n, size, generator)
+    spec.fingers = torch.where(good, torch.full_like(spec.fingers, GOOD_FINGERS), spec.fingers)
+    spec.arc = torch.where(good, torch.deg2rad(torch.tensor(180.0)).expand(n), spec.arc)
+    images, _ = render(spec, size)
+    return PreferenceDataset(images, name="data=mix")
+
+
+def cache_root() -> Path:
+    return Path(os.path.expanduser(os.environ.get("PREFOPT_CACHE", "~/.cache/prefopt")))
+
+
+def sample_pool(model, n: int, seed: int, steps: int) -> torch.Tensor:
+    """``n`` samples of ``model`` (a ModelBundle), cached under ``$PREFOPT_CACHE/samples``."""
+    from safetensors.torch import load_file, save_file
+
+    from prefopt.sampling import generate, model_fingerprint
+
+    path = cache_root() / "samples" / f"{model_fingerprint(model.denoiser)}-n{n}-seed{seed}-steps{steps}.safetensors"
+    if path.is_file():
+        return load_file(path)["samples"]
+    samples = generate(model.denoiser, model.scheduler, n, seed=seed, steps=steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({"samples": samples.contiguous()}, tmp)
+    os.replace(tmp, path)
+    return samples
+
+
+def scored_pool(cfg, model):
+    """(samples, HandScore) of the benchmark's pool: ``cfg.num_samples`` reward calls."""
+    from prefopt.rewards import hands
+
+    if model is None:
+        raise ConfigError("data=synth samples the base model; no model was given")
+    samples = sample_pool(model, cfg.num_samples, cfg.seed, cfg.sample_steps)
+    return samples, hands.score(samples)
+
+
+def build_synth(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:
+    samples, scores = scored_pool(cfg, model)
+    good, bad = samples[scores.good], samples[~scores.good]
+    name = f"data=synth (pool of {len(samples)} base samples, {len(good)} good)"
+    if len(good) == 0:
+        raise ConfigError(f"{name}: no good hand to learn from; raise data.num_samples")
+    if not paired:
+        return PreferenceDataset(good, name=name)
+    if len(bad) == 0:
+        raise ConfigError(f"{name}: no bad hand to pair against; raise data.num_samples")
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    order = torch.randperm(len(good), generator=generator)
+    pick = order[torch.arange(len(bad)) % len(good)]
+    reward_l = scores.reward[~scores.good]
+    if stage in (None, "easy"):
+        winner = good[pick]
+    else:
+        spec = sample_specs(len(bad), cfg.image_size, generator=generator)
+        winner, _ = render(spec, cfg.image_size)  # the real pool: fresh renders of good hands
+        if stage == "normal":
+            from prefopt.sampling import reconstruct
+
+            winner = reconstruct(model.denoiser, model.scheduler, winner, cfg.sdedit_strength,
+                                 seed=cfg.seed + 2, steps=cfg.sample_steps)
+    return PreferenceDataset(winner, bad, torch.ones(len(bad)), reward_l, name=name)

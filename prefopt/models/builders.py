@@ -51,3 +51,16 @@ def build_model(cfg) -> ModelBundle:
     denoiser_cls = _diffusers_class(cfg.denoiser_class, "model.denoiser_class")
     denoiser = denoiser_cls.from_pretrained(path, subfolder=cfg.subfolder or None)
     return ModelBundle(denoiser=denoiser, scheduler=build_scheduler(cfg, path), path=path)
+
+
+def load_trained(bundle: ModelBundle, lora_cfg, final_dir: Path) -> torch.nn.Module:
+    """The denoiser a run saved in ``final_dir``: the base with its LoRA adapter, or the full model."""
+    from prefopt.models.lora import add_lora, load_lora
+
+    final_dir = Path(final_dir)
+    if not final_dir.is_dir():
+        raise ConfigError(f"{final_dir}: no final weights (did the run finish?)")
+    if lora_cfg.enabled:
+        add_lora(bundle.denoiser, lora_cfg.rank, lora_cfg.alpha, lora_cfg.target_modules)
+        return load_lora(bundle.denoiser, final_dir)
+    return type(bundle.denoiser).from_pretrained(final_dir)

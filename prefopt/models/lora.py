@@ -47,3 +47,19 @@ def save_lora(model: torch.nn.Module, directory: Path) -> Path:
     path = directory / LORA_WEIGHTS
     save_file({k: v.detach().cpu().contiguous() for k, v in lora_state_dict(model).items()}, str(path))
     return path
+
+
+def load_lora(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
+    """Load an adapter saved by :func:`save_lora` into ``model``, which carries the same adapter config."""
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(directory) / LORA_WEIGHTS
+    if not path.is_file():
+        raise ConfigError(f"{path}: no LoRA weights")
+    result = set_peft_model_state_dict(model, convert_unet_state_dict_to_peft(load_file(str(path))))
+    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
+    if missing:
+        raise ConfigError(f"{path}: weights {missing[0]!r} do not fit the model's adapter")
+    return model

