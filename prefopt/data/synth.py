@@ -29,7 +29,7 @@ import torch
 
 from prefopt.data.preference import PreferenceDataset
 from prefopt.errors import ConfigError
-from prefopt.synth.render import BAD_FINGERS, GOOD_FINGERS, render, sample_specs
+from prefopt.synth.render import ARC_DEGREES, BAD_FINGERS, GOOD_FINGERS, render, sample_specs
 
 FUSED_SHARE = 0.2  # of bad hands
 
@@ -66,7 +66,7 @@ def build_mix(cfg, paired: bool, stage: str | None = None, model=None) -> Prefer
     good = torch.rand(n, generator=generator) < cfg.good_fraction
     spec, _ = _bad_specs(n, size, generator)
     spec.fingers = torch.where(good, torch.full_like(spec.fingers, GOOD_FINGERS), spec.fingers)
-    spec.arc = torch.where(good, torch.deg2rad(torch.tensor(180.0)).expand(n), spec.arc)
+    spec.arc = torch.where(good, torch.deg2rad(torch.tensor(ARC_DEGREES)).expand(n), spec.arc)
     images, _ = render(spec, size)
     return PreferenceDataset(images, name="data=mix")
 
