@@ -84,12 +84,13 @@ def evaluate_model(denoiser, scheduler, name: str, out_dir: Path | None = None, 
 
     key = f"{model_fingerprint(denoiser)}-n{num_samples}-seed{seed}-steps{steps}"
     cached = cache_root() / "eval" / f"{key}.json"
-    samples = None
+    samples = good = None
     if cached.is_file():
         result = json.loads(cached.read_text())
     else:
         samples = generate(denoiser, scheduler, num_samples, seed=seed, steps=steps)
         scores = score(samples)
+        good = scores.good
         result = {"seed": seed, "steps": steps, **summarize(scores, independent_good(samples))}
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps(result, indent=1))
@@ -98,11 +99,10 @@ def evaluate_model(denoiser, scheduler, name: str, out_dir: Path | None = None, 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
         if grid:
-            if samples is None:
+            if samples is None:  # cached numbers: sample (and score) only the grid's images
                 samples = generate(denoiser, scheduler, min(grid, num_samples), seed=seed, steps=steps)
-            from prefopt.rewards.hands import score
-
-            save_grid(samples[:grid], score(samples[:grid]).good, out_dir / f"{name}.png")
+                good = score(samples).good
+            save_grid(samples[:grid], good[:grid], out_dir / f"{name}.png")
     return result
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -51,8 +52,7 @@ def app(cfg: DictConfig) -> None:
     export = Path(config.export) if config.export else run_dir / "model"
     bundle = build_model(config.model)
     export_model(Path(summary["final_dir"]), bundle.scheduler, export)
-    model = build_model(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(type(config.model)),
-                                                            {**OmegaConf.to_container(cfg.model), "path": str(export)})))
+    model = build_model(replace(config.model, path=str(export)))
     result = evaluate_model(model.denoiser, model.scheduler, "pretrained", run_dir / "eval")
     (export / "pretrain.json").write_text(json.dumps({"command": "python -m prefopt.pretrain " + " ".join(sys.argv[1:]),
                                                       "seed": config.seed, "steps": summary["steps"],

@@ -38,50 +38,44 @@ def model_fingerprint(denoiser: torch.nn.Module) -> str:
 
 
 @torch.no_grad()
-def _denoise(denoiser, training_scheduler, x, steps: int, start: int = 0):
-    scheduler = sampling_scheduler(training_scheduler, steps)
-    for timestep in scheduler.timesteps[start:]:
-        t = timestep.expand(x.shape[0]).to(x.device)
-        x = scheduler.step(denoiser(x, t).sample, timestep, x).prev_sample
-    return x
+def _denoise(denoiser, training_scheduler, x: torch.Tensor, steps: int, start: int, batch_size: int) -> torch.Tensor:
+    """Integrate ``x`` (CPU) from sampling step ``start`` to the end, in eval mode and in chunks;
+    float32 on the CPU, clamped to [-1, 1]."""
+    device = next(denoiser.parameters()).device
+    was_training = denoiser.training
+    denoiser.eval()
+    out = []
+    try:
+        for chunk in x.split(batch_size):
+            scheduler = sampling_scheduler(training_scheduler, steps)
+            chunk = chunk.to(device)
+            for timestep in scheduler.timesteps[start:]:
+                t = timestep.expand(chunk.shape[0]).to(device)
+                chunk = scheduler.step(denoiser(chunk, t).sample, timestep, chunk).prev_sample
+            out.append(chunk.float().cpu())
+    finally:
+        denoiser.train(was_training)
+    return torch.cat(out).clamp(-1, 1)
 
 
-@torch.no_grad()
 def generate(denoiser, training_scheduler, n: int, seed: int, steps: int = 30, batch_size: int = 512,
              sample_shape: tuple[int, ...] | None = None) -> torch.Tensor:
     """(n, C, H, W) samples clamped to [-1, 1], in float32 on the CPU."""
     config = denoiser.config
     shape = sample_shape or (config.in_channels, config.sample_size, config.sample_size)
-    device = next(denoiser.parameters()).device
     noise = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
-    was_training = denoiser.training
-    denoiser.eval()
-    try:
-        out = [_denoise(denoiser, training_scheduler, chunk.to(device), steps).float().cpu()
-               for chunk in noise.split(batch_size)]
-    finally:
-        denoiser.train(was_training)
-    return torch.cat(out).clamp(-1, 1)
+    return _denoise(denoiser, training_scheduler, noise, steps, 0, batch_size)
 
 
-@torch.no_grad()
 def reconstruct(denoiser, training_scheduler, images: torch.Tensor, strength: float, seed: int,
                 steps: int = 30, batch_size: int = 512) -> torch.Tensor:
     """SDEdit: noise ``images`` to ``strength`` in (0, 1] of the sampling schedule and denoise them."""
     scheduler = sampling_scheduler(training_scheduler, steps)
     start = steps - max(1, round(strength * steps))
-    timestep = scheduler.timesteps[start]
+    timestep = scheduler.timesteps[start].expand(len(images))
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
     if hasattr(scheduler, "scale_noise"):
-        noised = scheduler.scale_noise(images, timestep.expand(len(images)), noise)
+        noised = scheduler.scale_noise(images, timestep, noise)
     else:
-        noised = scheduler.add_noise(images, noise, timestep.expand(len(images)))
-    device = next(denoiser.parameters()).device
-    was_training = denoiser.training
-    denoiser.eval()
-    try:
-        out = [_denoise(denoiser, training_scheduler, chunk.to(device), steps, start).float().cpu()
-               for chunk in noised.split(batch_size)]
-    finally:
-        denoiser.train(was_training)
-    return torch.cat(out).clamp(-1, 1)
+        noised = scheduler.add_noise(images, noise, timestep)
+    return _denoise(denoiser, training_scheduler, noised, steps, start, batch_size)

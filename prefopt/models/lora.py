@@ -59,7 +59,7 @@ def load_lora(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
     if not path.is_file():
         raise ConfigError(f"{path}: no LoRA weights")
     result = set_peft_model_state_dict(model, convert_unet_state_dict_to_peft(load_file(str(path))))
-    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
-    if missing:
-        raise ConfigError(f"{path}: weights {missing[0]!r} do not fit the model's adapter")
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
+    if unexpected:
+        raise ConfigError(f"{path}: weights {unexpected[0]!r} do not fit the model's adapter")
     return model

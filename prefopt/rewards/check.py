@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import torch
 
-from prefopt.synth.render import BAD_FINGERS, GOOD_FINGERS, HandSpec, render
+from prefopt.synth.render import ARC_DEGREES, BAD_FINGERS, FUSED_ARC_DEGREES, GOOD_FINGERS, HandSpec, render
 
 ANGLE_STEP = 5.0
 CENTER_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # px around the image centre (the renderer jitters +-size/16)
@@ -28,8 +28,6 @@ FUSED = -1  # the template label of five fused fingers
 @lru_cache(maxsize=4)
 def templates(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(unit-norm centred templates (T, size * size), label (T,): finger count, FUSED for fused)."""
-    from prefopt.synth.render import ARC_DEGREES, FUSED_ARC_DEGREES
-
     kinds = [(k, ARC_DEGREES) for k in sorted((GOOD_FINGERS, *BAD_FINGERS))] + [(FUSED, FUSED_ARC_DEGREES)]
     angles = torch.deg2rad(torch.arange(0.0, 360.0, ANGLE_STEP))
     offsets = torch.tensor(CENTER_OFFSETS) * size / 16
