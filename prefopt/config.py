@@ -18,6 +18,8 @@ from omegaconf import MISSING, OmegaConf
 
 from prefopt.core.reference import PREVIOUS_STAGE_NEEDS_FULL
 from prefopt.errors import ConfigError
+from prefopt.modules.hand_aware import DEFAULTS as HAND_AWARE_DEFAULTS
+from prefopt.modules.hand_aware import HandAware
 from prefopt.objectives import REGISTRY
 
 ASSETS = Path(__file__).resolve().parent / "assets"  # shipped weights: ${prefopt.asset:synth_base}
@@ -157,9 +159,13 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # a plain block because its key ``lambda`` is a Python keyword; validated into a HandAware
+    hand_aware: Any = field(default_factory=lambda: dict(HAND_AWARE_DEFAULTS))
     seed: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.hand_aware, HandAware):
+            self.hand_aware = HandAware.from_block(dict(self.hand_aware))
         if getattr(self.objective, "reference", "base") == "previous_stage" and self.lora.enabled:
             raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)
 

@@ -2,8 +2,10 @@
 
 ``num_samples`` samples (default 512) from fixed seeds, scored by the strict good-hand test and the
 graded reward (:mod:`prefopt.rewards.hands`): the good-hand rate with a Wilson 95% interval, the
-mean reward with a normal 95% interval, the independent check's rate and the finger-count
-histogram. Writes ``eval/<name>.json`` and a PNG grid of the first samples (a green frame marks a
+mean reward with a normal 95% interval, the independent check's rate, the finger-count
+histogram and the hand-quality score (the share of samples with five detected fingers), plus the
+model's denoising error on fresh renders of good hands inside and outside the hand (fixed noise
+and timesteps: what hand-aware weighting aims at). Writes ``eval/<name>.json`` and a PNG grid of the first samples (a green frame marks a
 good hand) into the run dir (or ``outputs/evaluate/<model>``). Results are cached by the model's
 weights, seed, count and sampling steps, so the base model is sampled once per machine.
 """
@@ -19,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from prefopt.errors import ConfigError
+from prefopt.synth.render import GOOD_FINGERS
 
 EVAL_SEED = 10_000  # sample seeds, disjoint from the training pools' (data.seed)
 Z95 = 1.959963984540054
@@ -52,7 +55,26 @@ def summarize(scores, independent: torch.Tensor) -> dict:
             "mean_reward": reward, "mean_reward_ci95": [r_low, r_high],
             "independent_rate": float(independent.float().mean()),
             "agreement": float((independent == scores.good).float().mean()),
+            "hand_quality": float((scores.detection.fingers == GOOD_FINGERS).float().mean()),
             "fingers_histogram": {str(k): int(c) for k, c in enumerate(fingers.tolist()) if c}}
+
+
+def hand_errors(denoiser, scheduler, num_samples: int = 512, seed: int = EVAL_SEED) -> dict:
+    """Mean per-pixel denoising error of ``denoiser`` on ``num_samples`` renders of good hands, inside
+    and outside their masks (one noise and uniform timestep per render, drawn from ``seed``)."""
+    from prefopt.core import NoiseProcess, preference_errors
+    from prefopt.synth.render import render, sample_specs
+
+    generator = torch.Generator().manual_seed(seed)
+    size = denoiser.config.sample_size
+    images, masks = render(sample_specs(num_samples, size, generator=generator), size)
+    was_training = denoiser.training
+    denoiser.eval()
+    with torch.no_grad():
+        errors = preference_errors(denoiser, None, NoiseProcess(scheduler), images, region=masks, generator=generator)
+    denoiser.train(was_training)
+    inside, outside = errors.region_err
+    return {"err_in_hand": float(inside.mean()), "err_out_hand": float(outside.mean())}
 
 
 def save_grid(samples: torch.Tensor, good: torch.Tensor, path: Path, columns: int = 16, scale: int = 4) -> None:
@@ -82,7 +104,7 @@ def evaluate_model(denoiser, scheduler, name: str, out_dir: Path | None = None, 
     from prefopt.rewards.hands import score
     from prefopt.sampling import generate, model_fingerprint
 
-    key = f"{model_fingerprint(denoiser)}-n{num_samples}-seed{seed}-steps{steps}"
+    key = f"{model_fingerprint(denoiser)}-n{num_samples}-seed{seed}-steps{steps}-v2"
     cached = cache_root() / "eval" / f"{key}.json"
     samples = good = None
     if cached.is_file():
@@ -91,7 +113,8 @@ def evaluate_model(denoiser, scheduler, name: str, out_dir: Path | None = None, 
         samples = generate(denoiser, scheduler, num_samples, seed=seed, steps=steps)
         scores = score(samples)
         good = scores.good
-        result = {"seed": seed, "steps": steps, **summarize(scores, independent_good(samples))}
+        result = {"seed": seed, "steps": steps, **summarize(scores, independent_good(samples)),
+                  **hand_errors(denoiser, scheduler, num_samples, seed)}
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps(result, indent=1))
     result = {"model": name, **result}
@@ -110,7 +133,8 @@ def describe(result: dict) -> str:
     low, high = result["good_rate_ci95"]
     return (f"{result['model']}: good hands {100 * result['good_rate']:.1f}% "
             f"[{100 * low:.1f}, {100 * high:.1f}] of {result['num_samples']}, "
-            f"mean reward {result['mean_reward']:.3f}, independent check {100 * result['independent_rate']:.1f}%")
+            f"mean reward {result['mean_reward']:.3f}, independent check {100 * result['independent_rate']:.1f}%, "
+            f"denoising error in/out of the hand {result['err_in_hand']:.4f}/{result['err_out_hand']:.4f}")
 
 
 def load_run(run_dir: Path):

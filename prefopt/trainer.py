@@ -19,8 +19,12 @@ from torch.utils.data import DataLoader
 from prefopt.config import Config
 from prefopt.core import NoiseProcess, Reference, preference_errors
 from prefopt.data import build_dataset
+from prefopt.data.synth import cache_root
 from prefopt.errors import ConfigError
 from prefopt.models import ModelBundle, add_lora, build_model, save_lora
+from prefopt.modules.hand_aware import HandAware
+from prefopt.modules.hand_aware.grid import region_weights
+from prefopt.modules.hand_aware.sources import hand_masks
 from prefopt.objectives import objective_inputs
 from prefopt.tracking import Tracker
 
@@ -62,21 +66,36 @@ def _check_channels(model, dataset) -> None:
         raise ConfigError(f"model.config.in_channels is {expected} but the data has {channels} channels")
 
 
-def batch_loss(objective, model, reference, process, batch: dict):
+def batch_loss(objective, model, reference, process, batch: dict, hand_aware: HandAware | None = None):
     """One batch's ``(loss, metrics)``: winners (and losers) noised once, policy and reference
     errors in one batched forward each, then the objective's equation on what it reads.
 
-    ``batch``: ``winner`` (B, ...), for paired objectives ``loser``, optional ``reward_w``/``reward_l``
-    and ``cond`` (per-sample model kwargs such as ``encoder_hidden_states``)."""
+    ``batch``: ``winner`` (B, ...), for paired objectives ``loser``, optional ``reward_w``/``reward_l``,
+    hand masks ``mask_w``/``mask_l`` and ``cond`` (per-sample model kwargs such as
+    ``encoder_hidden_states``). With ``hand_aware.enabled`` the errors weigh the hand by
+    W = 1 + (lambda - 1) M; whenever masks are given, the policy's error inside and outside them is
+    logged (``err_in_hand``, ``err_out_hand``)."""
     inputs = objective_inputs(objective)
     x0 = torch.cat([batch["winner"], batch["loser"]]) if objective.paired else batch["winner"]
+    mask = batch.get("mask_w")
+    if mask is not None and objective.paired:
+        mask = torch.cat([mask, batch["mask_l"]]) if "mask_l" in batch else None
+    weights = None
+    if hand_aware is not None and hand_aware.enabled:
+        if mask is None:
+            raise ConfigError("hand_aware.enabled: the batch has no hand masks")
+        weights = region_weights(mask, hand_aware.weight, hand_aware.reference_frame)
     errors = preference_errors(model, reference if "ref_err" in inputs else None, process, x0,
-                               groups=2 if objective.paired else 1, cond=batch.get("cond"),
-                               with_stats="policy_stats" in inputs)
+                               groups=2 if objective.paired else 1, cond=batch.get("cond"), weights=weights,
+                               with_stats="policy_stats" in inputs, region=mask)
     available = {"policy_err": errors.policy_err, "ref_err": errors.ref_err, "t": errors.t,
                  "policy_stats": errors.policy_stats, "ref_stats": errors.ref_stats,
                  "reward_w": batch.get("reward_w"), "reward_l": batch.get("reward_l")}
-    return objective(**{name: available[name] for name in inputs})
+    loss, metrics = objective(**{name: available[name] for name in inputs})
+    if errors.region_err is not None:
+        inside, outside = errors.region_err
+        metrics = {**metrics, "err_in_hand": inside.nanmean(), "err_out_hand": outside.nanmean()}
+    return loss, metrics
 
 
 def save_weights(model, lora: bool, directory: Path) -> None:
@@ -111,8 +130,12 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         """Round ``r``'s dataset per stage; model-made data (data=synth) is sampled from ``source``."""
         data_cfg = replace(cfg.data, seed=cfg.data.seed + ROUND_SEED_STRIDE * r)
         with accelerator.main_process_first():  # the main process samples (and caches) model-made data first
-            return {stage: build_dataset(data_cfg, paired=objective.paired, stage=stage, model=source)
-                    for rr, stage, _ in segments if rr == r}
+            datasets = {stage: build_dataset(data_cfg, paired=objective.paired, stage=stage, model=source)
+                        for rr, stage, _ in segments if rr == r}
+            if cfg.hand_aware.enabled:
+                for dataset in datasets.values():
+                    dataset.set_masks(hand_masks(dataset, cfg.hand_aware, cache_root() / "hand_masks"))
+            return datasets
 
     datasets = round_data(0, bundle)  # before LoRA: the base model
     if cfg.lora.enabled:
@@ -161,7 +184,7 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
             for _ in range(stage_steps * trainer.gradient_accumulation_steps):
                 batch = next(batches)
                 with accelerator.accumulate(model), accelerator.autocast():
-                    loss, metrics = batch_loss(objective, model, reference, process, batch)
+                    loss, metrics = batch_loss(objective, model, reference, process, batch, cfg.hand_aware)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and trainer.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(trainable, trainer.max_grad_norm)
@@ -199,7 +222,7 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         if cfg.eval.num_samples and cfg.data.name in SYNTH_HANDS and accelerator.is_main_process:
             summary["eval"] = evaluate_against_base(cfg, policy, run_dir / "eval")
             tracker.log({f"eval/{who}/{k}": r[k] for who, r in summary["eval"].items()
-                         for k in ("good_rate", "mean_reward", "independent_rate")}, step)
+                         for k in ("good_rate", "mean_reward", "independent_rate", "hand_quality", "err_in_hand", "err_out_hand")}, step)
         accelerator.wait_for_everyone()
         tracker.summary(summary)
         return summary

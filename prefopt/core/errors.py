@@ -25,6 +25,7 @@ class PreferenceErrors:
     noised: Noised
     policy_stats: torch.Tensor | None = None  # (groups * B, 2C) per-channel mean and std of predictions
     ref_stats: torch.Tensor | None = None
+    region_err: tuple[torch.Tensor, torch.Tensor] | None = None  # (groups * B,) x 2: policy error inside, outside the mask (no grad; NaN where empty)
 
 
 def predict(network, noised: Noised, cond: dict | None) -> torch.Tensor:
@@ -42,10 +43,12 @@ def channel_stats(prediction: torch.Tensor) -> torch.Tensor:
 
 def preference_errors(policy, reference: Reference | None, process: NoiseProcess, x0: torch.Tensor,
                       groups: int = 1, cond: dict | None = None, weights: torch.Tensor | None = None,
-                      with_stats: bool = False, generator=None) -> PreferenceErrors:
+                      with_stats: bool = False, region: torch.Tensor | None = None, generator=None) -> PreferenceErrors:
     """Noise ``x0`` (groups * B, ...) once, run the policy (with grad) and the reference (no grad).
 
     ``reference=None`` skips the reference pass (SFT). ``weights`` broadcast against ``x0``.
+    ``region``: a mask in [0, 1] (e.g. the hand) broadcasting against ``x0``; the policy's error
+    inside and outside it is reported as ``region_err`` (a diagnostic: no gradient).
     """
     noised = process.noise(x0, groups=groups, generator=generator)
     shape = (groups, -1) if groups > 1 else (-1,)
@@ -58,5 +61,11 @@ def preference_errors(policy, reference: Reference | None, process: NoiseProcess
             del ref_pred
     policy_pred = predict(policy, noised, cond)
     policy_err = per_sample_error(policy_pred, noised.target, weights).view(shape)
+    region_err = None
+    if region is not None:
+        with torch.no_grad():
+            region_err = (per_sample_error(policy_pred, noised.target, region),
+                          per_sample_error(policy_pred, noised.target, 1 - region))
     return PreferenceErrors(policy_err=policy_err, ref_err=ref_err, t=noised.t, noised=noised,
-                            policy_stats=channel_stats(policy_pred) if with_stats else None, ref_stats=ref_stats)
+                            policy_stats=channel_stats(policy_pred) if with_stats else None, ref_stats=ref_stats,
+                            region_err=region_err)

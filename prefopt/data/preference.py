@@ -11,14 +11,18 @@ from prefopt.errors import ConfigError
 class PreferenceDataset(Dataset):
     """Rows of winners, optionally with losers and their rewards.
 
-    winner, loser: (N, C, H, W) or (N, C, T, H, W); reward_w, reward_l: (N,) in [0, 1].
+    winner, loser: (N, C, H, W) or (N, C, T, H, W); reward_w, reward_l: (N,) in [0, 1];
+    mask_w, mask_l: hand masks (N, 1, H', W') or (N, 1, F, H', W') in [0, 1] (prefopt.modules.hand_aware).
     """
 
     def __init__(self, winner: torch.Tensor, loser: torch.Tensor | None = None,
-                 reward_w: torch.Tensor | None = None, reward_l: torch.Tensor | None = None, name: str = "data"):
+                 reward_w: torch.Tensor | None = None, reward_l: torch.Tensor | None = None, name: str = "data",
+                 mask_w: torch.Tensor | None = None, mask_l: torch.Tensor | None = None):
         if len(winner) == 0:
             raise ConfigError(f"{name}: the dataset is empty")
-        fields = {"winner": winner, "loser": loser, "reward_w": reward_w, "reward_l": reward_l}
+        self.name = name
+        fields = {"winner": winner, "loser": loser, "reward_w": reward_w, "reward_l": reward_l,
+                  "mask_w": mask_w, "mask_l": mask_l}
         self.fields = {k: v for k, v in fields.items() if v is not None}
         for key, value in self.fields.items():
             if len(value) != len(winner):
@@ -36,6 +40,16 @@ class PreferenceDataset(Dataset):
             outside = ((value < 0) | (value > 1)).nonzero()
             if len(outside):
                 raise ConfigError(f"{name}: {key} at row {int(outside[0])} is {float(value[outside[0]]):.3f}, outside [0, 1]")
+        for key, mask in (("mask_w", mask_w), ("mask_l", mask_l)):
+            if mask is None:
+                continue
+            if mask.dim() != winner.dim() or mask.shape[1] != 1:
+                raise ConfigError(f"{name}: {key} must be (N, 1, ...) like the samples, got {tuple(mask.shape)}")
+            outside = ((mask < 0) | (mask > 1)).flatten(1).any(dim=1).nonzero()
+            if len(outside):
+                raise ConfigError(f"{name}: {key} at row {int(outside[0])} is outside [0, 1]")
+        if mask_l is not None and loser is None:
+            raise ConfigError(f"{name}: mask_l without losers")
         if loser is not None and loser.shape != winner.shape:
             raise ConfigError(f"{name}: loser shape {tuple(loser.shape[1:])} != winner shape {tuple(winner.shape[1:])}")
         if reward_w is not None:  # and so reward_l
@@ -43,6 +57,13 @@ class PreferenceDataset(Dataset):
             if len(bad):
                 raise ConfigError(f"{name}: row {int(bad[0])} has reward_w <= reward_l "
                                  f"({float(reward_w[bad[0]]):.3f} <= {float(reward_l[bad[0]]):.3f})")
+
+    def set_masks(self, masks: dict[str, torch.Tensor]) -> None:
+        """Replace the hand masks (``mask_w``, ``mask_l``) by ``masks``, e.g. fitted to the latent grid."""
+        for key, mask in masks.items():
+            if len(mask) != len(self):
+                raise ConfigError(f"{self.name}: {key} has {len(mask)} rows, winner has {len(self)}")
+            self.fields[key] = mask
 
     @property
     def paired(self) -> bool:

@@ -18,6 +18,10 @@ ONCE by :func:`prefopt.rewards.hands.score`: exactly ``num_samples`` reward call
 
 ``renders``: renders labelled by the renderer's ground truth (good winner, bad loser of the same
 pose and colours); fast, no model needed (tests, smoke runs).
+
+Every dataset carries hand masks (``mask_w``, ``mask_l``) for hand-aware weighting
+(prefopt.modules.hand_aware, ``hand_aware.source=renderer``): the renderer's own mask for renders,
+the detector's for model samples and SDEdit reconstructions.
 """
 
 from __future__ import annotations
@@ -47,15 +51,15 @@ def build_renders(cfg, paired: bool, stage: str | None = None, model=None) -> Pr
     n, size = cfg.num_samples, cfg.image_size
     generator = torch.Generator().manual_seed(cfg.seed)
     spec = sample_specs(n, size, generator=generator)
-    winner, _ = render(spec, size)
+    winner, mask_w = render(spec, size)
     if not paired:
-        return PreferenceDataset(winner, name="data=renders")
+        return PreferenceDataset(winner, name="data=renders", mask_w=mask_w)
     bad, fused = _bad_specs(n, size, generator)
     for key in ("angle", "center", "skin", "background"):  # same pose and colours as the winner
         setattr(bad, key, getattr(spec, key))
-    loser, _ = render(bad, size)
+    loser, mask_l = render(bad, size)
     reward_l = torch.where(fused, torch.tensor(0.5), 1 - (bad.fingers - GOOD_FINGERS).abs().float() / 4)
-    return PreferenceDataset(winner, loser, torch.ones(n), reward_l, name="data=renders")
+    return PreferenceDataset(winner, loser, torch.ones(n), reward_l, name="data=renders", mask_w=mask_w, mask_l=mask_l)
 
 
 def build_mix(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:
@@ -67,8 +71,8 @@ def build_mix(cfg, paired: bool, stage: str | None = None, model=None) -> Prefer
     spec, _ = _bad_specs(n, size, generator)
     spec.fingers = torch.where(good, torch.full_like(spec.fingers, GOOD_FINGERS), spec.fingers)
     spec.arc = torch.where(good, torch.deg2rad(torch.tensor(ARC_DEGREES)).expand(n), spec.arc)
-    images, _ = render(spec, size)
-    return PreferenceDataset(images, name="data=mix")
+    images, masks = render(spec, size)
+    return PreferenceDataset(images, name="data=mix", mask_w=masks)
 
 
 def cache_root() -> Path:
@@ -105,11 +109,12 @@ def scored_pool(cfg, model):
 def build_synth(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:
     samples, scores = scored_pool(cfg, model)
     good, bad = samples[scores.good], samples[~scores.good]
+    masks = scores.detection.mask
     name = f"data=synth (pool of {len(samples)} base samples, {len(good)} good)"
     if len(good) == 0:
         raise ConfigError(f"{name}: no good hand to learn from; raise data.num_samples")
     if not paired:
-        return PreferenceDataset(good, name=name)
+        return PreferenceDataset(good, name=name, mask_w=masks[scores.good])
     if len(bad) == 0:
         raise ConfigError(f"{name}: no bad hand to pair against; raise data.num_samples")
     generator = torch.Generator().manual_seed(cfg.seed + 1)
@@ -117,13 +122,16 @@ def build_synth(cfg, paired: bool, stage: str | None = None, model=None) -> Pref
     pick = order[torch.arange(len(bad)) % len(good)]
     reward_l = scores.reward[~scores.good]
     if stage in (None, "easy"):
-        winner = good[pick]
+        winner, mask_w = good[pick], masks[scores.good][pick]
     else:
         spec = sample_specs(len(bad), cfg.image_size, generator=generator)
-        winner, _ = render(spec, cfg.image_size)  # the real pool: fresh renders of good hands
+        winner, mask_w = render(spec, cfg.image_size)  # the real pool: fresh renders of good hands
         if stage == "normal":
             from prefopt.sampling import reconstruct
+            from prefopt.synth.detect import detect
 
             winner = reconstruct(model.denoiser, model.scheduler, winner, cfg.sdedit_strength,
                                  seed=cfg.seed + 2, steps=cfg.sample_steps)
-    return PreferenceDataset(winner, bad, torch.ones(len(bad)), reward_l, name=name)
+            mask_w = detect(winner).mask
+    return PreferenceDataset(winner, bad, torch.ones(len(bad)), reward_l, name=name,
+                             mask_w=mask_w, mask_l=masks[~scores.good])
