@@ -71,7 +71,8 @@ class LoraConfig:
 @dataclass
 class DataConfig:
     """``synth``: a scored pool of ``num_samples`` base-model samples; ``renders``: ground-truth
-    labelled renders; ``mix``: the pretraining mixture (prefopt/data/synth.py)."""
+    labelled renders; ``mix``: the pretraining mixture (prefopt/data/synth.py); ``files``: a JSONL
+    manifest of image/video files at ``path`` (prefopt/data/files.py)."""
 
     name: str = "synth"
     num_samples: int = 1024
@@ -80,8 +81,14 @@ class DataConfig:
     sample_steps: int = 30  # synth: sampling steps of the pool
     sdedit_strength: float = 0.5  # synth, HG-DPO normal stage: how far real renders are noised
     good_fraction: float = 0.4  # mix: share of good hands
+    path: str | None = None  # files: the JSONL manifest
+    num_frames: int | None = None  # files: frames every video must have (null: images, or any equal count)
+    on_bad: str = "fail"  # files: fail at the first bad row, or skip bad rows (logged)
 
     def __post_init__(self):
+        _one_of("data.on_bad", self.on_bad, ("fail", "skip"))
+        if self.num_frames is not None:
+            _positive("data.num_frames", self.num_frames)
         _positive("data.num_samples", self.num_samples)
         _positive("data.image_size", self.image_size)
         _positive("data.sample_steps", self.sample_steps)
@@ -106,12 +113,17 @@ class TrainerConfig:
     mixed_precision: str = "no"
     timestep_sampling: str = "uniform"  # uniform | logit_normal | mode
     log_every: int = 10
-    checkpoint_every: int = 0  # 0: only at the end
+    checkpoint_every: int = 0  # 0: only at the end (and on SIGTERM)
+    keep_checkpoints: int = 2  # the newest checkpoints kept
+    resume: str = "none"  # none | auto (newest checkpoint that loads, else start) | <checkpoint dir>
+    overwrite: bool = False  # replace an earlier run's outputs in the run dir (else refuse to start)
+    max_nonfinite_steps: int = 5  # non-finite steps (skipped) in a row that stop the run
     num_workers: int = 0
     cpu: bool = False
 
     def __post_init__(self):
-        for key in ("max_steps", "batch_size", "learning_rate", "gradient_accumulation_steps", "log_every", "rounds"):
+        for key in ("max_steps", "batch_size", "learning_rate", "gradient_accumulation_steps", "log_every", "rounds",
+                    "keep_checkpoints", "max_nonfinite_steps"):
             _positive(f"trainer.{key}", getattr(self, key))
         _one_of("trainer.mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if not 0 <= self.ema_decay < 1:

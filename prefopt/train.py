@@ -16,6 +16,7 @@ from prefopt.cli import check_overrides, to_config
 from prefopt.errors import ConfigError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+PREEMPTED_EXIT = 143  # 128 + SIGTERM, what schedulers expect of a job stopped by it
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -25,7 +26,7 @@ def app(cfg: DictConfig) -> float:
     from rich.console import Console
 
     from prefopt.evaluate import describe
-    from prefopt.trainer import train
+    from prefopt.trainer import Preempted, TrainingError, train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     config = to_config(cfg)
@@ -34,6 +35,9 @@ def app(cfg: DictConfig) -> float:
     except ConfigError as error:
         sys.stderr.write(f"prefopt: error: {error}\n")
         sys.exit(2)
+    except TrainingError as error:
+        sys.stderr.write(f"prefopt: {'preempted' if isinstance(error, Preempted) else 'error'}: {error}\n")
+        sys.exit(PREEMPTED_EXIT if isinstance(error, Preempted) else 1)
     if PartialState().is_main_process:
         console = Console(soft_wrap=True)
         console.print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "

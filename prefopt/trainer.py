@@ -9,6 +9,10 @@ reference to the previous stage's model.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,9 +20,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from prefopt.checkpoints import guard_run_dir, load_latest, save_checkpoint
 from prefopt.config import Config
 from prefopt.core import NoiseProcess, Reference, preference_errors
-from prefopt.data import build_dataset
+from prefopt.data import PreferenceDataset, build_dataset
 from prefopt.data.synth import cache_root
 from prefopt.errors import ConfigError
 from prefopt.models import ModelBundle, add_lora, build_model, save_lora
@@ -66,6 +71,17 @@ def _check_channels(model, dataset) -> None:
         raise ConfigError(f"model.config.in_channels is {expected} but the data has {channels} channels")
 
 
+def _check_fields(objective, datasets: dict) -> None:
+    """Fail at start-up, not mid-run, when the data lacks what the objective reads."""
+    name = type(objective).__name__.lower()
+    for dataset in datasets.values():
+        if objective.paired and not dataset.paired:
+            raise ConfigError(f"objective={name} needs winner/loser pairs; {dataset.name} has winners only")
+        for field in ("reward_w", "reward_l"):
+            if field in objective_inputs(objective) and field not in dataset.fields:
+                raise ConfigError(f"objective={name} reads {field}; {dataset.name} has no rewards")
+
+
 def batch_loss(objective, model, reference, process, batch: dict, hand_aware: HandAware | None = None):
     """One batch's ``(loss, metrics)``: winners (and losers) noised once, policy and reference
     errors in one batched forward each, then the objective's equation on what it reads.
@@ -107,7 +123,12 @@ def save_weights(model, lora: bool, directory: Path) -> None:
 
 
 def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
-    """Train ``cfg.objective``; write checkpoints and ``metrics.jsonl`` under ``run_dir``."""
+    """Train ``cfg.objective``; write checkpoints and ``metrics.jsonl`` under ``run_dir``.
+
+    Guards: a step whose loss or gradient is not finite is skipped (no update) and counted;
+    ``trainer.max_nonfinite_steps`` in a row stop the run, leaving the last checkpoint as it was.
+    SIGTERM (preemption) writes a checkpoint at the end of the current step and stops
+    (:class:`Preempted`); ``trainer.resume=auto`` continues from the newest checkpoint that loads."""
     from accelerate import Accelerator
     from accelerate.utils import GradientAccumulationPlugin, set_seed
     from diffusers.optimization import get_scheduler
@@ -118,6 +139,9 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         mixed_precision=trainer.mixed_precision, cpu=trainer.cpu,
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=trainer.gradient_accumulation_steps, sync_with_dataloader=False))
+    if accelerator.is_main_process:
+        guard_run_dir(run_dir, trainer.resume, trainer.overwrite)
+    accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     objective = cfg.objective
     inputs = objective_inputs(objective)
@@ -138,6 +162,7 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
             return datasets
 
     datasets = round_data(0, bundle)  # before LoRA: the base model
+    _check_fields(objective, datasets)
     if cfg.lora.enabled:
         add_lora(model, cfg.lora.rank, cfg.lora.alpha, cfg.lora.target_modules)
     model.train()
@@ -154,54 +179,116 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         from diffusers.training_utils import EMAModel
 
         ema = EMAModel(trainable, decay=trainer.ema_decay)
+        accelerator.register_for_checkpointing(ema)
     reference = Reference(policy, lora=cfg.lora.enabled) if "ref_err" in inputs else None
     process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling)
     set_seed(cfg.seed, device_specific=True)  # same init above (DDP broadcasts it anyway), own noise per rank
 
+    step = skipped = 0
+    starts = [sum(s for _, _, s in segments[:i]) for i in range(len(segments))]
+    first_segment = previous_segment = 0
+    reference_moved, last_checkpoint = False, None
+    restored = load_latest(accelerator, run_dir, trainer.resume) if trainer.resume != "none" else None
+    if restored is not None:
+        state, extra, last_checkpoint = restored
+        step, skipped = state["step"], state["skipped"]
+        first_segment = max(i for i, start in enumerate(starts) if start <= step)
+        if first_segment and starts[first_segment] == step:  # saved as the previous segment ended
+            previous_segment = first_segment - 1
+        datasets = _unpack_round(extra, datasets)
+        moved = {k[len(REFERENCE_PREFIX):]: v for k, v in extra.items() if k.startswith(REFERENCE_PREFIX)}
+        if moved:  # HG-DPO's previous-stage reference, as it was at the checkpoint
+            reference.frozen.load_state_dict(moved)
+            reference_moved = True
+        if accelerator.is_main_process:
+            _truncate_metrics(run_dir / "metrics.jsonl", step)
+
     tracker = Tracker(cfg.logger, run_dir, config_dict or {}, enabled=accelerator.is_main_process,
                       job_type=type(objective).__name__.lower())
-    step, started, window = 0, time.perf_counter(), []
-    progress = tqdm(total=trainer.max_steps, disable=not accelerator.is_main_process, desc=type(objective).__name__)
+    started, window, in_a_row = time.perf_counter(), [], 0
+    progress = tqdm(total=trainer.max_steps, initial=step, disable=not accelerator.is_main_process,
+                    desc=type(objective).__name__)
+    stop = _SignalFlag(signal.SIGTERM)
+
+    def checkpoint(round_index: int) -> Path:
+        extra = _pack_round(datasets) if round_index > 0 else {}
+        if reference_moved:
+            extra.update({f"{REFERENCE_PREFIX}{k}": v for k, v in reference.frozen.state_dict().items()})
+        return save_checkpoint(accelerator, run_dir, step, {"step": step, "skipped": skipped}, extra,
+                               trainer.keep_checkpoints)
+
+    logged = {}
     try:
-        previous = (0, None)
-        for round_index, stage, stage_steps in segments:
+        previous = segments[previous_segment][:2] if restored else segments[0][:2]
+        for index, (round_index, stage, stage_steps) in enumerate(segments):
+            if index < first_segment:
+                continue
             if stage is not None:
-                if stage != previous[1] and previous[1] is not None and reference is not None \
-                        and objective.reference == "previous_stage":
+                if stage != previous[1] and reference is not None and objective.reference == "previous_stage":
                     reference.reset_to_policy()
+                    reference_moved = True
                 objective.stage = stage
             if round_index != previous[0]:  # a new round: sample the pool from the current policy
                 datasets = round_data(round_index, ModelBundle(policy, bundle.scheduler, bundle.path))
             previous = (round_index, stage)
             dataset = datasets[stage]
             _check_channels(policy, dataset)
+            order = torch.Generator().manual_seed(cfg.seed + index)  # the data order: replayable on resume
             loader = accelerator.prepare(DataLoader(dataset, batch_size=trainer.batch_size, shuffle=True,
-                                                    drop_last=True, num_workers=trainer.num_workers))
+                                                    drop_last=True, num_workers=trainer.num_workers,
+                                                    generator=order))
             if len(loader) == 0:
                 raise ConfigError(f"data.num_samples={len(dataset)} gives no full batch of trainer.batch_size="
                                   f"{trainer.batch_size} per process ({accelerator.num_processes} processes)")
             batches = forever(loader)
-            for _ in range(stage_steps * trainer.gradient_accumulation_steps):
+            done = step - starts[index]
+            for _ in range(done * trainer.gradient_accumulation_steps):  # resume: replay the data order
+                next(batches)
+            finite = torch.ones((), dtype=torch.bool, device=accelerator.device)
+            for _ in range((stage_steps - done) * trainer.gradient_accumulation_steps):
                 batch = next(batches)
                 with accelerator.accumulate(model), accelerator.autocast():
-                    loss, metrics = batch_loss(objective, model, reference, process, batch, cfg.hand_aware)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and trainer.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(trainable, trainer.max_grad_norm)
-                    optimizer.step()
-                    lr_scheduler.step()
+                    try:
+                        loss, metrics = batch_loss(objective, model, reference, process, batch, cfg.hand_aware)
+                        accelerator.backward(loss)
+                    except torch.OutOfMemoryError:
+                        raise TrainingError(
+                            f"out of memory at step {step + 1} with trainer.batch_size={trainer.batch_size}: lower it "
+                            f"and raise trainer.gradient_accumulation_steps (now {trainer.gradient_accumulation_steps}) "
+                            "to keep the effective batch, or use LoRA / mixed precision") from None
+                    finite = finite & torch.isfinite(loss.detach())
+                    window.append({"loss": loss.detach(), **metrics})
+                    if accelerator.sync_gradients:
+                        norm = accelerator.clip_grad_norm_(trainable, trainer.max_grad_norm or float("inf"))
+                        flags = torch.stack([~(finite & torch.isfinite(norm)),
+                                             torch.tensor(stop.raised, device=accelerator.device)]).float()
+                        bad, preempted = (accelerator.reduce(flags, "sum") > 0).tolist()  # one sync per step
+                        if bad:
+                            optimizer.zero_grad(set_to_none=True)  # skip: no update, no EMA step
+                            window = window[:-trainer.gradient_accumulation_steps]
+                        else:
+                            optimizer.step()
+                        lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                window.append({"loss": loss.detach(), **metrics})
                 if not accelerator.sync_gradients:
                     continue
-                if ema is not None:
-                    ema.step(trainable)
+                finite = torch.ones((), dtype=torch.bool, device=accelerator.device)
                 step += 1
                 progress.update(1)
-                if step % trainer.log_every == 0 or step == trainer.max_steps:
+                in_a_row = in_a_row + 1 if bad else 0
+                skipped += int(bad)
+                if in_a_row >= trainer.max_nonfinite_steps:
+                    raise TrainingError(
+                        f"{in_a_row} steps in a row with a non-finite loss or gradient (up to step {step}; "
+                        f"trainer.max_nonfinite_steps={trainer.max_nonfinite_steps}); stopped. Last good checkpoint: "
+                        f"{last_checkpoint or 'none (set trainer.checkpoint_every)'}")
+                if ema is not None and not bad:
+                    ema.step(trainable)
+                if (step % trainer.log_every == 0 or step == trainer.max_steps) and window:
                     logged = {k: accelerator.reduce(torch.stack([m[k] for m in window]).mean(), "mean").item()
                               for k in window[0]}
-                    logged.update(lr=lr_scheduler.get_last_lr()[0], elapsed_s=time.perf_counter() - started)
+                    logged.update(lr=lr_scheduler.get_last_lr()[0], elapsed_s=time.perf_counter() - started,
+                                  skipped_steps=skipped)
                     if stage is not None:
                         logged["stage"] = stage
                     if trainer.rounds > 1:
@@ -209,16 +296,19 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                     tracker.log(logged, step)
                     progress.set_postfix(loss=f"{logged['loss']:.4f}", acc=f"{logged.get('implicit_acc', float('nan')):.2f}")
                     window = []
-                if trainer.checkpoint_every and step % trainer.checkpoint_every == 0:
-                    accelerator.save_state(str(run_dir / "checkpoints" / f"step_{step}"))
+                if preempted or (trainer.checkpoint_every and step % trainer.checkpoint_every == 0 and not bad):
+                    last_checkpoint = checkpoint(round_index)
+                if preempted:
+                    raise Preempted(f"stopped by SIGTERM at step {step}; checkpoint {last_checkpoint}; "
+                                    f"continue with trainer.resume=auto hydra.run.dir={run_dir}")
         accelerator.wait_for_everyone()
         final_dir = run_dir / "final"
         if ema is not None:
             ema.copy_to(trainable)
         if accelerator.is_main_process:
             save_weights(policy, cfg.lora.enabled, final_dir)
-        summary = {"steps": step, "wall_s": time.perf_counter() - started, "final_dir": str(final_dir),
-                   **{k: v for k, v in logged.items() if k != "stage"}}
+        summary = {"steps": step, "skipped_steps": skipped, "wall_s": time.perf_counter() - started,
+                   "final_dir": str(final_dir), **{k: v for k, v in logged.items() if k != "stage"}}
         if cfg.eval.num_samples and cfg.data.name in SYNTH_HANDS and accelerator.is_main_process:
             summary["eval"] = evaluate_against_base(cfg, policy, run_dir / "eval")
             tracker.log({f"eval/{who}/{k}": r[k] for who, r in summary["eval"].items()
@@ -227,9 +317,66 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         tracker.summary(summary)
         return summary
     finally:
+        stop.restore()
         progress.close()
         tracker.close()
         _release_accelerate_state()
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (non-finite steps, out of memory); the message is one line."""
+
+
+class Preempted(TrainingError):
+    """SIGTERM: a checkpoint was written; resume with ``trainer.resume=auto``."""
+
+
+class _SignalFlag:
+    """Remember that ``signum`` arrived (the loop checks at each step's end); restore on exit."""
+
+    def __init__(self, signum: int):
+        self.signum, self.raised, self.previous = signum, False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(self.signum, self.previous)
+
+
+ROUND_PREFIX, REFERENCE_PREFIX = "round/", "reference/"  # checkpoint extras
+
+
+def _pack_round(datasets: dict) -> dict[str, torch.Tensor]:
+    """A round's model-made datasets as flat tensors for a checkpoint (``round/<stage>/<field>``)."""
+    return {f"{ROUND_PREFIX}{stage}/{key}": value for stage, dataset in datasets.items()
+            for key, value in dataset.fields.items()}
+
+
+def _unpack_round(extra: dict[str, torch.Tensor], datasets: dict) -> dict:
+    """The round's datasets saved in a checkpoint, else ``datasets`` (round 0 rebuilds exactly)."""
+    fields: dict = {}
+    for key, value in extra.items():
+        if key.startswith(ROUND_PREFIX):
+            stage, name = key[len(ROUND_PREFIX):].split("/", 1)
+            fields.setdefault(None if stage == "None" else stage, {})[name] = value
+    if not fields:
+        return datasets
+    return {stage: PreferenceDataset(**values, name=datasets[stage].name if stage in datasets else "data")
+            for stage, values in fields.items()}
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics logged after the checkpoint a run resumes from (they will be logged again)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
 
 
 def evaluate_against_base(cfg: Config, policy, out_dir: Path) -> dict:

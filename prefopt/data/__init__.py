@@ -5,11 +5,12 @@ are dicts: ``winner`` (C, H, W) or (C, T, H, W); for paired data also ``loser``,
 ``reward_l`` (rewards normalized to [0, 1], winner strictly above loser).
 """
 
+from prefopt.data.files import build_files
 from prefopt.data.preference import PreferenceDataset
 from prefopt.data.synth import build_mix, build_renders, build_synth
 from prefopt.errors import ConfigError
 
-BUILDERS = {"synth": build_synth, "renders": build_renders, "mix": build_mix}
+BUILDERS = {"synth": build_synth, "renders": build_renders, "mix": build_mix, "files": build_files}
 
 
 def build_dataset(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from prefopt.data.media import is_video, read_frames
 from prefopt.errors import ConfigError
 from prefopt.modules.hand_aware.masker import HandMasker
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 CHUNK = 1 << 20
 
 
@@ -48,30 +48,6 @@ def cached(directory: Path, digest: str, masker: HandMasker, compute: Callable[[
     return np.round(mask * 255.0) / 255.0  # what a later read returns
 
 
-def read_frames(path: Path) -> list[np.ndarray]:
-    """RGB frames (H, W, 3) uint8 of an image (one frame) or a video file; one-line error otherwise."""
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        import cv2
-
-        capture, frames = cv2.VideoCapture(str(path)), []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        capture.release()
-        if not frames:
-            raise ConfigError(f"{path}: not a readable video")
-        return frames
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return [np.asarray(image.convert("RGB"))]
-    except (OSError, UnidentifiedImageError) as error:
-        raise ConfigError(f"{path}: not a readable image ({error})") from None
-
-
 def mask_of_file(path: str | Path, masker: HandMasker, cache_dir: str | Path | None = None) -> np.ndarray:
     """(H, W) mask of an image file, or (T, H, W) of a video file (tracking mode), cached."""
     path = Path(path)
@@ -80,10 +56,11 @@ def mask_of_file(path: str | Path, masker: HandMasker, cache_dir: str | Path | N
     directory = Path(cache_dir) if cache_dir is not None else path.parent / ".hand_masks"
 
     def compute() -> np.ndarray:
-        frames = read_frames(path)
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            return masker.video(frames)[0]
-        return masker(frames[0])
+        try:
+            frames = read_frames(path)
+        except ValueError as error:
+            raise ConfigError(f"{path}: {error}") from None
+        return masker.video(frames)[0] if is_video(path) else masker(frames[0])
 
     return cached(directory, file_digest(path), masker, compute)
 

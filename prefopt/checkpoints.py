@@ -1,0 +1,116 @@
+"""Checkpoints that survive crashes, and the run directory's guard.
+
+A checkpoint is ``<run>/checkpoints/step_<N>/``: accelerate's ``save_state`` (model, optimizer, LR
+scheduler, EMA, every process's RNG states) plus ``trainer_state.json`` (step, skipped steps) and
+``extra.safetensors`` (what the loop cannot rebuild: a round's model-made data, a moved reference).
+It is written under ``.tmp-step_<N>``, every file fsync'ed, then renamed: a crash mid-write leaves
+a temporary folder that resume ignores and removes, never a half checkpoint. The newest ``keep``
+checkpoints are kept. Resume loads the newest checkpoint that loads; a damaged one is reported in
+one line and the one before it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from prefopt.errors import ConfigError
+
+log = logging.getLogger("prefopt")
+PREFIX, TMP_PREFIX = "step_", ".tmp-step_"
+RUN_OUTPUTS = ("metrics.jsonl", "checkpoints", "final", "eval")  # what a finished or started run leaves
+
+
+def guard_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
+    """Never overwrite an earlier run's outputs unless ``trainer.overwrite=true``."""
+    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    if not found or resume != "none":
+        return
+    if not overwrite:
+        raise ConfigError(f"trainer.overwrite: {run_dir} already holds a run ({', '.join(found)}); "
+                          "continue it with trainer.resume=auto or replace it with trainer.overwrite=true")
+    for name in found:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def _fsync_tree(path: Path) -> None:
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        descriptor = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def save_checkpoint(accelerator, run_dir: Path, step: int, state: dict, extra: dict[str, torch.Tensor],
+                    keep: int) -> Path:
+    """Write checkpoint ``step`` atomically (all processes call this); prune to the newest ``keep``."""
+    from safetensors.torch import save_file
+
+    root = run_dir / "checkpoints"
+    tmp, final = root / f"{TMP_PREFIX}{step}", root / f"{PREFIX}{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if extra:
+            save_file({k: v.contiguous().cpu() for k, v in extra.items()}, tmp / "extra.safetensors")
+        (tmp / "trainer_state.json").write_text(json.dumps(state))
+        _fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_tree(root)
+        for old in checkpoint_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_latest(accelerator, run_dir: Path, resume: str) -> tuple[dict, dict[str, torch.Tensor], Path] | None:
+    """Restore the newest loadable checkpoint (``resume=auto``) or the given one: (state, extra, path);
+    None when ``auto`` finds none."""
+    from safetensors.torch import load_file
+
+    if resume == "auto":
+        if accelerator.is_main_process:
+            for leftover in (run_dir / "checkpoints").glob(f"{TMP_PREFIX}*"):
+                shutil.rmtree(leftover, ignore_errors=True)  # a write that never finished
+        candidates = checkpoint_dirs(run_dir)[::-1]
+        if not candidates:
+            return None
+    else:
+        candidates = [Path(resume)]
+        if not (candidates[0] / "trainer_state.json").is_file():
+            raise ConfigError(f"trainer.resume: {resume} is not a prefopt checkpoint (no trainer_state.json)")
+    for path in candidates:
+        try:
+            state = json.loads((path / "trainer_state.json").read_text())
+            extra = load_file(path / "extra.safetensors") if (path / "extra.safetensors").exists() else {}
+            accelerator.load_state(str(path))
+            return state, extra, path
+        except Exception as error:  # noqa: BLE001 - any damage: report it, fall back to the previous one
+            log.warning("checkpoint %s does not load (%s: %s); trying the previous one",
+                        path, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+    raise ConfigError(f"trainer.resume: no checkpoint under {run_dir / 'checkpoints'} loads")
