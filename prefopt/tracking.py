@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 class Tracker:
-    def __init__(self, logger_cfg, run_dir: Path, config: dict, enabled: bool = True, job_type: str | None = None):
+    def __init__(self, logger_cfg, run_dir: Path, config: dict, enabled: bool = True, job_type: str | None = None,
+                 tags: list[str] | None = None):
         self.enabled = enabled
         self.run = None
         self.file = None
@@ -21,7 +22,7 @@ class Tracker:
             import wandb
 
             self.run = wandb.init(project=logger_cfg.project, group=logger_cfg.group, job_type=job_type,
-                                  tags=list(logger_cfg.tags), mode=logger_cfg.mode, dir=str(run_dir),
+                                  tags=[*logger_cfg.tags, *(tags or [])], mode=logger_cfg.mode, dir=str(run_dir),
                                   config=config, reinit="create_new")
 
     def log(self, metrics: dict, step: int) -> None:
@@ -31,6 +32,17 @@ class Tracker:
         self.file.flush()
         if self.run is not None:
             self.run.log(metrics, step=step)
+
+    def samples(self, name: str, rows: list[dict]) -> None:
+        """A wandb Table of images (``image``: (3, H, W) in [-1, 1]) and their other columns."""
+        import wandb
+
+        columns = list(rows[0])
+        table = wandb.Table(columns=columns)
+        for row in rows:
+            pixels = ((row["image"].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+            table.add_data(*[wandb.Image(pixels) if c == "image" else row[c] for c in columns])
+        self.run.log({name: table})
 
     def summary(self, values: dict) -> None:
         if self.run is not None:

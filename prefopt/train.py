@@ -23,13 +23,17 @@ PREEMPTED_EXIT = 143  # 128 + SIGTERM, what schedulers expect of a job stopped b
 def app(cfg: DictConfig) -> float:
     from accelerate import PartialState
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from rich.console import Console
 
     from prefopt.evaluate import describe
     from prefopt.trainer import Preempted, TrainingError, train
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     config = to_config(cfg)
+    if hydra_cfg.mode == RunMode.MULTIRUN and config.logger.group is None:
+        config.logger.group = Path(hydra_cfg.sweep.dir).name  # one wandb group per sweep
     try:
         summary = train(config, run_dir, OmegaConf.to_container(cfg, resolve=True))
     except ConfigError as error:

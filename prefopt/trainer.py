@@ -159,8 +159,17 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
             if cfg.hand_aware.enabled:
                 for dataset in datasets.values():
                     dataset.set_masks(hand_masks(dataset, cfg.hand_aware, cache_root() / "hand_masks"))
-            return datasets
+        # the budget: a round's stages share one scored pool; pairs are counted once per round
+        budget["reward_calls"] += max(d.info.get("reward_calls", 0) for d in datasets.values())
+        budget["pairs"] += max(len(d) for d in datasets.values()) if objective.paired else 0
+        return datasets
 
+    def pool_metrics(datasets: dict) -> dict:
+        """The scored pool's good-hand rate and mean reward: the policy's reward at a round's start."""
+        info = next(iter(datasets.values())).info
+        return {f"pool/{k}": info[k] for k in ("good_rate", "mean_reward") if k in info}
+
+    budget = {"reward_calls": 0, "pairs": 0}
     datasets = round_data(0, bundle)  # before LoRA: the base model
     _check_fields(objective, datasets)
     if cfg.lora.enabled:
@@ -203,8 +212,11 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         if accelerator.is_main_process:
             _truncate_metrics(run_dir / "metrics.jsonl", step)
 
+    objective_name = type(objective).__name__.lower()
     tracker = Tracker(cfg.logger, run_dir, config_dict or {}, enabled=accelerator.is_main_process,
-                      job_type=type(objective).__name__.lower())
+                      job_type=objective_name, tags=[objective_name, f"data={cfg.data.name}", f"seed={cfg.seed}"])
+    if restored is None and pool_metrics(datasets):
+        tracker.log(pool_metrics(datasets), step)
     started, window, in_a_row = time.perf_counter(), [], 0
     progress = tqdm(total=trainer.max_steps, initial=step, disable=not accelerator.is_main_process,
                     desc=type(objective).__name__)
@@ -230,6 +242,8 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                 objective.stage = stage
             if round_index != previous[0]:  # a new round: sample the pool from the current policy
                 datasets = round_data(round_index, ModelBundle(policy, bundle.scheduler, bundle.path))
+                if pool_metrics(datasets):
+                    tracker.log(pool_metrics(datasets), step)
             previous = (round_index, stage)
             dataset = datasets[stage]
             _check_channels(policy, dataset)
@@ -307,14 +321,19 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
             ema.copy_to(trainable)
         if accelerator.is_main_process:
             save_weights(policy, cfg.lora.enabled, final_dir)
-        summary = {"steps": step, "skipped_steps": skipped, "wall_s": time.perf_counter() - started,
+        summary = {"objective": objective_name, "seed": cfg.seed, "data": cfg.data.name, **budget,
+                   "steps": step, "skipped_steps": skipped, "wall_s": time.perf_counter() - started,
                    "final_dir": str(final_dir), **{k: v for k, v in logged.items() if k != "stage"}}
         if cfg.eval.num_samples and cfg.data.name in SYNTH_HANDS and accelerator.is_main_process:
             summary["eval"] = evaluate_against_base(cfg, policy, run_dir / "eval")
             tracker.log({f"eval/{who}/{k}": r[k] for who, r in summary["eval"].items()
                          for k in ("good_rate", "mean_reward", "independent_rate", "hand_quality", "err_in_hand", "err_out_hand")}, step)
+            if tracker.run is not None:
+                tracker.samples("samples", sample_table(cfg, policy))
         accelerator.wait_for_everyone()
         tracker.summary(summary)
+        if accelerator.is_main_process:
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
     finally:
         stop.restore()
@@ -387,6 +406,21 @@ def evaluate_against_base(cfg: Config, policy, out_dir: Path) -> dict:
     kwargs = {"out_dir": out_dir, "num_samples": cfg.eval.num_samples, "seed": cfg.eval.seed, "steps": cfg.eval.steps}
     return {"base": evaluate_model(base.denoiser, base.scheduler, "base", **kwargs),
             "aligned": evaluate_model(policy, base.scheduler, "aligned", **kwargs)}
+
+
+def sample_table(cfg: Config, policy, count: int = 16) -> list[dict]:
+    """The first ``count`` evaluation samples of base and trained model with their rewards."""
+    from prefopt.rewards.hands import score
+    from prefopt.sampling import generate
+
+    base = build_model(cfg.model)
+    rows = []
+    for who, denoiser in (("base", base.denoiser), ("aligned", policy)):
+        images = generate(denoiser, base.scheduler, count, seed=cfg.eval.seed, steps=cfg.eval.steps)
+        scores = score(images)
+        rows += [{"model": who, "image": image, "good": bool(good), "reward": float(reward)}
+                 for image, good, reward in zip(images, scores.good, scores.reward, strict=True)]
+    return rows
 
 
 def _release_accelerate_state() -> None:

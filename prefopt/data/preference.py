@@ -21,6 +21,7 @@ class PreferenceDataset(Dataset):
         if len(winner) == 0:
             raise ConfigError(f"{name}: the dataset is empty")
         self.name = name
+        self.info: dict = {}  # how the data was made (model-made pools: reward_calls, good_rate, mean_reward)
         fields = {"winner": winner, "loser": loser, "reward_w": reward_w, "reward_l": reward_l,
                   "mask_w": mask_w, "mask_l": mask_l}
         self.fields = {k: v for k, v in fields.items() if v is not None}

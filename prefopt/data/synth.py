@@ -108,6 +108,13 @@ def scored_pool(cfg, model):
 
 def build_synth(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:
     samples, scores = scored_pool(cfg, model)
+    dataset = _synth_dataset(cfg, paired, stage, model, samples, scores)
+    dataset.info = {"reward_calls": len(scores.good), "good_rate": float(scores.good.float().mean()),
+                    "mean_reward": float(scores.reward.mean())}
+    return dataset
+
+
+def _synth_dataset(cfg, paired, stage, model, samples, scores) -> PreferenceDataset:
     good, bad = samples[scores.good], samples[~scores.good]
     masks = scores.detection.mask
     name = f"data=synth (pool of {len(samples)} base samples, {len(good)} good)"

@@ -1,0 +1,223 @@
+"""``python -m prefopt.report <multirun dir>``: the side-by-side comparison of a sweep's runs.
+
+Reads every run under the directory (``summary.json``, ``eval/{base,aligned}.json``,
+``metrics.jsonl``) and writes ``<dir>/report/``: ``report.md``, ``report.html``, ``report.json`` (the
+numbers), ``reward_vs_step.png`` and ``samples.png``. Per objective: the good-hand rate and mean
+reward of the aligned model (mean over seeds with a Student-t 95% interval; a single seed shows its
+own binomial/normal interval), the gain over the base model, wall time, optimizer steps,
+reward-model calls and preference pairs used (0 for unpaired objectives).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+ORDER = ("base", "sft", "ipa", "dpo", "gapo", "hgdpo")
+# Student t quantiles t_{0.975, df}, df = 1..30 (beyond: the normal's 1.96 + 2.4/df, within 0.002)
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    return T975[df - 1] if df <= len(T975) else 1.96 + 2.4 / df
+
+
+def seeds_ci(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): mean +- t_{0.975, n-1} * s / sqrt(n) over seeds."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = t975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def load_runs(root: Path) -> list[dict]:
+    """Every finished run under ``root``: its summary, evaluations and logged metrics."""
+    runs = []
+    for summary_path in sorted(root.rglob("summary.json")):
+        run_dir = summary_path.parent
+        aligned, base = run_dir / "eval" / "aligned.json", run_dir / "eval" / "base.json"
+        if not aligned.is_file() or not base.is_file():
+            continue
+        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        runs.append({"dir": run_dir, "summary": json.loads(summary_path.read_text()),
+                     "aligned": json.loads(aligned.read_text()), "base": json.loads(base.read_text()),
+                     "metrics": metrics})
+    return runs
+
+
+def _interval(values: list[float], single: list[float] | None) -> list[float]:
+    _, low, high = seeds_ci(values)
+    if len(values) == 1 and single is not None:
+        return list(single)
+    return [low, high]
+
+
+def summarize(runs: list[dict]) -> dict[str, dict]:
+    """Per objective (and ``base``): the report's numbers, recomputed from the runs' files."""
+    table: dict[str, dict] = {}
+    by_objective: dict[str, list[dict]] = {}
+    for run in runs:
+        by_objective.setdefault(run["summary"]["objective"], []).append(run)
+    base_runs = [run["base"] for run in runs]
+    base_rates = [b["good_rate"] for b in base_runs]
+    table["base"] = {"seeds": len({json.dumps(b, sort_keys=True) for b in base_runs}),
+                     "good_rate": statistics.fmean(base_rates), "good_rate_ci95": base_runs[0]["good_rate_ci95"],
+                     "mean_reward": statistics.fmean(b["mean_reward"] for b in base_runs),
+                     "mean_reward_ci95": base_runs[0]["mean_reward_ci95"], "gain": 0.0}
+    for name in sorted(by_objective, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        group = sorted(by_objective[name], key=lambda r: r["summary"]["seed"])
+        rates = [r["aligned"]["good_rate"] for r in group]
+        rewards = [r["aligned"]["mean_reward"] for r in group]
+        gains = [r["aligned"]["good_rate"] - r["base"]["good_rate"] for r in group]
+        single = group[0]["aligned"] if len(group) == 1 else None
+        table[name] = {
+            "seeds": len(group), "seed_values": [r["summary"]["seed"] for r in group],
+            "good_rate": statistics.fmean(rates),
+            "good_rate_ci95": _interval(rates, single and single["good_rate_ci95"]),
+            "mean_reward": statistics.fmean(rewards),
+            "mean_reward_ci95": _interval(rewards, single and single["mean_reward_ci95"]),
+            "gain": statistics.fmean(gains),
+            "wall_s": statistics.fmean(r["summary"]["wall_s"] for r in group),
+            "steps": statistics.fmean(r["summary"]["steps"] for r in group),
+            "reward_calls": statistics.fmean(r["summary"]["reward_calls"] for r in group),
+            "pairs": statistics.fmean(r["summary"]["pairs"] for r in group),
+        }
+    return table
+
+
+def reward_curves(runs: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """Per objective: (step, good-hand rate) of the policy's scored pool at each round's start and
+    of the final evaluation, averaged over seeds."""
+    points: dict[str, dict[int, list[float]]] = {}
+    for run in runs:
+        curve = points.setdefault(run["summary"]["objective"], {})
+        for row in run["metrics"]:
+            if "pool/good_rate" in row:
+                curve.setdefault(row["step"], []).append(row["pool/good_rate"])
+        curve.setdefault(run["summary"]["steps"], []).append(run["aligned"]["good_rate"])
+    return {name: [(step, statistics.fmean(v)) for step, v in sorted(curve.items())] for name, curve in points.items()}
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def markdown_table(table: dict[str, dict]) -> str:
+    lines = ["| objective | seeds | good-hand rate % [95% CI] | mean reward [95% CI] | gain vs base (points) "
+             "| wall time (s) | steps | reward-model calls | pairs |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in table.items():
+        low, high = row["good_rate_ci95"]
+        r_low, r_high = row["mean_reward_ci95"]
+        extra = ("", "", "", "") if name == "base" else (
+            f"{row['wall_s']:.0f}", f"{row['steps']:.0f}", f"{row['reward_calls']:.0f}", f"{row['pairs']:.0f}")
+        lines.append(f"| {name} | {row['seeds']} | {_percent(row['good_rate'])} [{_percent(low)}, {_percent(high)}] "
+                     f"| {row['mean_reward']:.3f} [{r_low:.3f}, {r_high:.3f}] | {100 * row['gain']:+.1f} | "
+                     + " | ".join(extra) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict, base_rate: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, points in curves.items():
+        steps, rates = zip(*points, strict=True)
+        axis.plot(steps, [100 * r for r in rates], marker="o", label=name)
+    axis.axhline(100 * base_rate, color="grey", linestyle="--", label="base (evaluation)")
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("good-hand rate (%)")
+    axis.set_title("Reward vs step: round pools, then the final evaluation")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_samples(runs: list[dict], path: Path) -> list[str]:
+    """Base and each objective's first-seed evaluation grid side by side; returns the titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    panels: dict[str, Path] = {}
+    for run in sorted(runs, key=lambda r: r["summary"]["seed"]):
+        panels.setdefault("base", run["dir"] / "eval" / "base.png")
+        panels.setdefault(run["summary"]["objective"], run["dir"] / "eval" / "aligned.png")
+    panels = {k: v for k, v in sorted(panels.items(), key=lambda kv: ORDER.index(kv[0]) if kv[0] in ORDER else 99)
+              if v.is_file()}
+    if not panels:
+        return []
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4), dpi=110, squeeze=False)
+    for axis, (name, image) in zip(axes[0], panels.items(), strict=True):
+        with Image.open(image) as grid:
+            width, height = grid.size
+            axis.imshow(grid.crop((0, 0, width // 2, min(height, width // 2))))  # the first 8 x 8 samples
+        axis.set_title(name)
+        axis.axis("off")
+    figure.suptitle("The first evaluation samples (same seeds; green frame: good hand)")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return list(panels)
+
+
+def write_report(root: Path) -> Path:
+    runs = load_runs(root)
+    if not runs:
+        raise SystemExit(f"prefopt.report: {root}: no finished runs (summary.json with eval/) found")
+    out = root / "report"
+    out.mkdir(exist_ok=True)
+    table = summarize(runs)
+    curves = reward_curves(runs)
+    plot_curves(curves, table["base"]["good_rate"], out / "reward_vs_step.png")
+    samples = plot_samples(runs, out / "samples.png")
+    (out / "report.json").write_text(json.dumps({"runs": [str(r["dir"]) for r in runs], "table": table,
+                                                 "reward_vs_step": curves}, indent=1))
+    evaluated = runs[0]["aligned"].get("num_samples", "the")
+    intro = (f"{len(runs)} runs from `{root}`. Good-hand rate and mean reward of the aligned model on the "
+             f"same {evaluated} evaluation seeds as the base model; over seeds: mean and Student-t 95% interval "
+             "(one seed: the run's own binomial/normal interval).")
+    markdown = "\n\n".join(["# prefopt comparison", intro, markdown_table(table), "![reward vs step](reward_vs_step.png)",
+                            *(["![samples](samples.png)"] if samples else [])]) + "\n"
+    (out / "report.md").write_text(markdown)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in line.strip("|").split("|")) + "</tr>"
+                   for line in markdown_table(table).splitlines()[2:])
+    header = "".join(f"<th>{html.escape(c.strip())}</th>" for c in markdown_table(table).splitlines()[0].strip("|").split("|"))
+    (out / "report.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>prefopt comparison</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
+        f"<h1>prefopt comparison</h1><p>{html.escape(intro)}</p><table><tr>{header}</tr>{rows}</table>"
+        "<h2>Reward vs step</h2><img src='reward_vs_step.png'>"
+        + ("<h2>Samples</h2><img src='samples.png' width='100%'>" if samples else "") + "</body></html>\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m prefopt.report", description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=Path, help="a multirun directory (or any folder of prefopt runs)")
+    args = parser.parse_args(argv)
+    if not args.directory.is_dir():
+        sys.stderr.write(f"prefopt.report: {args.directory}: no such directory\n")
+        sys.exit(2)
+    out = write_report(args.directory)
+    print((out / "report.md").read_text().split("\n\n")[2])
+    print(f"report: {out / 'report.md'} ({out / 'report.html'})")
+
+
+if __name__ == "__main__":
+    main()
