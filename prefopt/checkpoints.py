@@ -29,11 +29,13 @@ RUN_OUTPUTS = ("metrics.jsonl", "checkpoints", "final", "eval")  # what a finish
 def guard_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
     """Never overwrite an earlier run's outputs unless ``trainer.overwrite=true``."""
     found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
-    if not found or resume != "none":
+    if not found or (resume == "auto" and checkpoint_dirs(run_dir)) or resume not in ("none", "auto"):
         return
     if not overwrite:
+        hint = ("it has no checkpoint to resume from; " if resume == "auto" else
+                "continue it with trainer.resume=auto or ")
         raise ConfigError(f"trainer.overwrite: {run_dir} already holds a run ({', '.join(found)}); "
-                          "continue it with trainer.resume=auto or replace it with trainer.overwrite=true")
+                          f"{hint}replace it with trainer.overwrite=true")
     for name in found:
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -203,6 +203,9 @@ def test_an_earlier_run_is_never_overwritten_without_overwrite(tmp_path, model_c
     with pytest.raises(ConfigError, match=f"trainer.overwrite: {run_dir} already holds a run"):
         train(_config("objective=dpo"), run_dir)
     assert _snapshot(run_dir) == before
+    with pytest.raises(ConfigError, match="it has no checkpoint to resume from; replace it with trainer.overwrite=true"):
+        train(_config("objective=dpo", "trainer.resume=auto"), run_dir)  # a finished run: nothing to resume
+    assert _snapshot(run_dir) == before
     train(_config("objective=dpo", "trainer.overwrite=true"), run_dir)
     assert "implicit_acc" in _metrics(run_dir)[0] and len(_metrics(run_dir)) == 4  # replaced, not appended
 
