@@ -36,9 +36,10 @@ def hull_mask(hands: list[np.ndarray], height: int, width: int, margin: float = 
               feather: float = 0.05) -> np.ndarray:
     """(H, W) float32 mask in [0, 1] of the given hands' landmarks ((K, 2) pixel (x, y) arrays).
 
-    Each hand's convex hull is filled, dilated by ``margin`` x its size (an elliptic structuring
-    element of that radius), and the union of the hands is blurred by a Gaussian of standard
-    deviation ``feather`` x the largest hand's size (0: a hard 0/1 mask)."""
+    Each hand's convex hull is filled and dilated by ``margin`` x its size (every pixel within that
+    Euclidean distance of the hull: an exact distance transform, as fast for any radius), and the
+    union of the hands is blurred by a Gaussian of standard deviation ``feather`` x the largest
+    hand's size (0: a hard 0/1 mask)."""
     import cv2
 
     mask = np.zeros((height, width), np.uint8)
@@ -48,10 +49,10 @@ def hull_mask(hands: list[np.ndarray], height: int, width: int, margin: float = 
         hull = cv2.convexHull(np.round(points).astype(np.int32))
         cv2.fillConvexPoly(hand, hull, 1)
         size = hand_size(points)
-        radius = int(round(margin * size))
+        radius = round(margin * size)
         if radius > 0:
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-            hand = cv2.dilate(hand, kernel)
+            distance = cv2.distanceTransform(1 - hand, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            hand = (distance <= radius).astype(np.uint8)
         mask |= hand
         sizes.append(size)
     soft = mask.astype(np.float32)
