@@ -20,7 +20,7 @@ from prefopt.errors import ConfigError
 
 SOURCES = ("renderer", "mediapipe", "file")
 DEFAULTS: dict[str, Any] = {"enabled": False, "lambda": 10.0, "dilate": 0, "source": "renderer", "path": None,
-                            "margin": 0.1, "feather": 0.05, "reference_frame": False}
+                            "margin": 0.08, "feather": 0.05, "reference_frame": False}
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class HandAware:
     dilate: int = 0
     source: str = "renderer"
     path: str | None = None
-    margin: float = 0.1
+    margin: float = 0.08
     feather: float = 0.05
     reference_frame: bool = False
 

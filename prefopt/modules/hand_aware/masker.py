@@ -32,7 +32,7 @@ def hand_size(landmarks: np.ndarray) -> float:
     return float(extent.max())
 
 
-def hull_mask(hands: list[np.ndarray], height: int, width: int, margin: float = 0.15,
+def hull_mask(hands: list[np.ndarray], height: int, width: int, margin: float = 0.08,
               feather: float = 0.05) -> np.ndarray:
     """(H, W) float32 mask in [0, 1] of the given hands' landmarks ((K, 2) pixel (x, y) arrays).
 
@@ -75,7 +75,7 @@ def _as_rgb(image) -> np.ndarray:
 class HandMasker:
     """Soft hand masks of RGB images (H, W, 3) uint8 (or floats in [0, 1]) and of videos' frames."""
 
-    def __init__(self, margin: float = 0.15, feather: float = 0.05, max_hands: int = 2,
+    def __init__(self, margin: float = 0.08, feather: float = 0.05, max_hands: int = 2,
                  min_confidence: float = 0.5, model_complexity: int = 1):
         self.margin, self.feather = margin, feather
         self.options = {"max_num_hands": max_hands, "min_detection_confidence": min_confidence,
