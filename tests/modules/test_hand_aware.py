@@ -275,3 +275,14 @@ def test_masks_of_files_are_cached_beside_the_data_by_content(tmp_path, monkeypa
             mask_of_file(broken, masker)
         with pytest.raises(ConfigError, match="missing.png: no such file"):
             mask_of_file(tmp_path / "missing.png", masker)
+
+
+def test_hand_quality_of_real_pictures(masker):
+    from prefopt.rewards.mediapipe_hands import hand_quality
+
+    rgb, _ = emoji()
+    hand = torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1
+    quality = hand_quality(torch.stack([hand, torch.full_like(hand, 0.6)]), masker=masker)
+    assert quality.landmarks.tolist() == [21, 0]
+    assert quality.confidence[0] > 0.8 and quality.confidence[1] == 0
+    assert quality.score[0] == pytest.approx(float(quality.confidence[0])) and quality.score[1] == 0
