@@ -6,7 +6,9 @@ scheduler, EMA, every process's RNG states) plus ``trainer_state.json`` (step, s
 It is written under ``.tmp-step_<N>``, every file fsync'ed, then renamed: a crash mid-write leaves
 a temporary folder that resume ignores and removes, never a half checkpoint. The newest ``keep``
 checkpoints are kept. Resume loads the newest checkpoint that loads; a damaged one is reported in
-one line and the one before it is used.
+one line and the one before it is used. Also here: the SIGTERM flag the loop checks at each step's
+end, the packing of a round's datasets into a checkpoint, and the trimming of ``metrics.jsonl`` to
+the step a run resumes from.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 import torch
 
+from prefopt.data import PreferenceDataset
 from prefopt.errors import ConfigError
 
 log = logging.getLogger("prefopt")
@@ -116,3 +121,51 @@ def load_latest(accelerator, run_dir: Path, resume: str) -> tuple[dict, dict[str
             log.warning("checkpoint %s does not load (%s: %s); trying the previous one",
                         path, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
     raise ConfigError(f"trainer.resume: no checkpoint under {run_dir / 'checkpoints'} loads")
+
+
+class SignalFlag:
+    """Remember that ``signum`` arrived (the loop checks at each step's end); restore on exit."""
+
+    def __init__(self, signum: int):
+        self.signum, self.raised, self.previous = signum, False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(self.signum, self.previous)
+
+
+ROUND_PREFIX, REFERENCE_PREFIX = "round/", "reference/"  # checkpoint extras
+
+
+def pack_round(datasets: dict) -> dict[str, torch.Tensor]:
+    """A round's model-made datasets as flat tensors for a checkpoint (``round/<stage>/<field>``)."""
+    return {f"{ROUND_PREFIX}{stage}/{key}": value for stage, dataset in datasets.items()
+            for key, value in dataset.fields.items()}
+
+
+def unpack_round(extra: dict[str, torch.Tensor], datasets: dict) -> dict:
+    """The round's datasets saved in a checkpoint, else ``datasets`` (round 0 rebuilds exactly)."""
+    fields: dict = {}
+    for key, value in extra.items():
+        if key.startswith(ROUND_PREFIX):
+            stage, name = key[len(ROUND_PREFIX):].split("/", 1)
+            fields.setdefault(None if stage == "None" else stage, {})[name] = value
+    if not fields:
+        return datasets
+    return {stage: PreferenceDataset(**values, name=datasets[stage].name if stage in datasets else "data")
+            for stage, values in fields.items()}
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics logged after the checkpoint a run resumes from (they will be logged again)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)

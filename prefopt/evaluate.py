@@ -129,6 +129,33 @@ def evaluate_model(denoiser, scheduler, name: str, out_dir: Path | None = None, 
     return result
 
 
+def evaluate_against_base(cfg, policy, out_dir: Path) -> dict:
+    """Score the base model of ``cfg`` (a Config; cached per machine) and the trained ``policy`` on
+    the same seeds."""
+    from prefopt.models import build_model
+
+    base = build_model(cfg.model)
+    kwargs = {"out_dir": out_dir, "num_samples": cfg.eval.num_samples, "seed": cfg.eval.seed, "steps": cfg.eval.steps}
+    return {"base": evaluate_model(base.denoiser, base.scheduler, "base", **kwargs),
+            "aligned": evaluate_model(policy, base.scheduler, "aligned", **kwargs)}
+
+
+def sample_table(cfg, policy, count: int = 16) -> list[dict]:
+    """The first ``count`` evaluation samples of base and trained model with their rewards."""
+    from prefopt.models import build_model
+    from prefopt.rewards.hands import score
+    from prefopt.sampling import generate
+
+    base = build_model(cfg.model)
+    rows = []
+    for who, denoiser in (("base", base.denoiser), ("aligned", policy)):
+        images = generate(denoiser, base.scheduler, count, seed=cfg.eval.seed, steps=cfg.eval.steps)
+        scores = score(images)
+        rows += [{"model": who, "image": image, "good": bool(good), "reward": float(reward)}
+                 for image, good, reward in zip(images, scores.good, scores.reward, strict=True)]
+    return rows
+
+
 def describe(result: dict) -> str:
     low, high = result["good_rate_ci95"]
     return (f"{result['model']}: good hands {100 * result['good_rate']:.1f}% "

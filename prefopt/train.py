@@ -26,8 +26,9 @@ def app(cfg: DictConfig) -> float:
     from hydra.types import RunMode
     from rich.console import Console
 
+    from prefopt.errors import Preempted, TrainingError
     from prefopt.evaluate import describe
-    from prefopt.trainer import Preempted, TrainingError, train
+    from prefopt.trainer import train
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

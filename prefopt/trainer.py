@@ -10,9 +10,7 @@ reference to the previous stage's model.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,12 +18,21 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from prefopt.checkpoints import guard_run_dir, load_latest, save_checkpoint
+from prefopt.checkpoints import (
+    REFERENCE_PREFIX,
+    SignalFlag,
+    guard_run_dir,
+    load_latest,
+    pack_round,
+    save_checkpoint,
+    truncate_metrics,
+    unpack_round,
+)
 from prefopt.config import Config
 from prefopt.core import NoiseProcess, Reference, preference_errors
-from prefopt.data import PreferenceDataset, build_dataset
+from prefopt.data import build_dataset
 from prefopt.data.synth import cache_root
-from prefopt.errors import ConfigError
+from prefopt.errors import ConfigError, Preempted, TrainingError
 from prefopt.models import ModelBundle, add_lora, build_model, save_lora
 from prefopt.modules.hand_aware import HandAware
 from prefopt.modules.hand_aware.grid import region_weights
@@ -204,13 +211,13 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         first_segment = max(i for i, start in enumerate(starts) if start <= step)
         if first_segment and starts[first_segment] == step:  # saved as the previous segment ended
             previous_segment = first_segment - 1
-        datasets = _unpack_round(extra, datasets)
+        datasets = unpack_round(extra, datasets)
         moved = {k[len(REFERENCE_PREFIX):]: v for k, v in extra.items() if k.startswith(REFERENCE_PREFIX)}
         if moved:  # HG-DPO's previous-stage reference, as it was at the checkpoint
             reference.frozen.load_state_dict(moved)
             reference_moved = True
         if accelerator.is_main_process:
-            _truncate_metrics(run_dir / "metrics.jsonl", step)
+            truncate_metrics(run_dir / "metrics.jsonl", step)
 
     objective_name = type(objective).__name__.lower()
     tracker = Tracker(cfg.logger, run_dir, config_dict or {}, enabled=accelerator.is_main_process,
@@ -220,10 +227,10 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     started, window, in_a_row = time.perf_counter(), [], 0
     progress = tqdm(total=trainer.max_steps, initial=step, disable=not accelerator.is_main_process,
                     desc=type(objective).__name__)
-    stop = _SignalFlag(signal.SIGTERM)
+    stop = SignalFlag(signal.SIGTERM)
 
     def checkpoint(round_index: int) -> Path:
-        extra = _pack_round(datasets) if round_index > 0 else {}
+        extra = pack_round(datasets) if round_index > 0 else {}
         if reference_moved:
             extra.update({f"{REFERENCE_PREFIX}{k}": v for k, v in reference.frozen.state_dict().items()})
         return save_checkpoint(accelerator, run_dir, step, {"step": step, "skipped": skipped}, extra,
@@ -325,6 +332,8 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                    "steps": step, "skipped_steps": skipped, "wall_s": time.perf_counter() - started,
                    "final_dir": str(final_dir), **{k: v for k, v in logged.items() if k != "stage"}}
         if cfg.eval.num_samples and cfg.data.name in SYNTH_HANDS and accelerator.is_main_process:
+            from prefopt.evaluate import evaluate_against_base, sample_table
+
             summary["eval"] = evaluate_against_base(cfg, policy, run_dir / "eval")
             tracker.log({f"eval/{who}/{k}": r[k] for who, r in summary["eval"].items()
                          for k in ("good_rate", "mean_reward", "independent_rate", "hand_quality", "err_in_hand", "err_out_hand")}, step)
@@ -340,87 +349,6 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         progress.close()
         tracker.close()
         _release_accelerate_state()
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on (non-finite steps, out of memory); the message is one line."""
-
-
-class Preempted(TrainingError):
-    """SIGTERM: a checkpoint was written; resume with ``trainer.resume=auto``."""
-
-
-class _SignalFlag:
-    """Remember that ``signum`` arrived (the loop checks at each step's end); restore on exit."""
-
-    def __init__(self, signum: int):
-        self.signum, self.raised, self.previous = signum, False, None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signum, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.raised = True
-
-    def restore(self) -> None:
-        if self.previous is not None:
-            signal.signal(self.signum, self.previous)
-
-
-ROUND_PREFIX, REFERENCE_PREFIX = "round/", "reference/"  # checkpoint extras
-
-
-def _pack_round(datasets: dict) -> dict[str, torch.Tensor]:
-    """A round's model-made datasets as flat tensors for a checkpoint (``round/<stage>/<field>``)."""
-    return {f"{ROUND_PREFIX}{stage}/{key}": value for stage, dataset in datasets.items()
-            for key, value in dataset.fields.items()}
-
-
-def _unpack_round(extra: dict[str, torch.Tensor], datasets: dict) -> dict:
-    """The round's datasets saved in a checkpoint, else ``datasets`` (round 0 rebuilds exactly)."""
-    fields: dict = {}
-    for key, value in extra.items():
-        if key.startswith(ROUND_PREFIX):
-            stage, name = key[len(ROUND_PREFIX):].split("/", 1)
-            fields.setdefault(None if stage == "None" else stage, {})[name] = value
-    if not fields:
-        return datasets
-    return {stage: PreferenceDataset(**values, name=datasets[stage].name if stage in datasets else "data")
-            for stage, values in fields.items()}
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metrics logged after the checkpoint a run resumes from (they will be logged again)."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
-
-
-def evaluate_against_base(cfg: Config, policy, out_dir: Path) -> dict:
-    """Score the base model (cached per machine) and the trained ``policy`` on the same seeds."""
-    from prefopt.evaluate import evaluate_model
-
-    base = build_model(cfg.model)
-    kwargs = {"out_dir": out_dir, "num_samples": cfg.eval.num_samples, "seed": cfg.eval.seed, "steps": cfg.eval.steps}
-    return {"base": evaluate_model(base.denoiser, base.scheduler, "base", **kwargs),
-            "aligned": evaluate_model(policy, base.scheduler, "aligned", **kwargs)}
-
-
-def sample_table(cfg: Config, policy, count: int = 16) -> list[dict]:
-    """The first ``count`` evaluation samples of base and trained model with their rewards."""
-    from prefopt.rewards.hands import score
-    from prefopt.sampling import generate
-
-    base = build_model(cfg.model)
-    rows = []
-    for who, denoiser in (("base", base.denoiser), ("aligned", policy)):
-        images = generate(denoiser, base.scheduler, count, seed=cfg.eval.seed, steps=cfg.eval.steps)
-        scores = score(images)
-        rows += [{"model": who, "image": image, "good": bool(good), "reward": float(reward)}
-                 for image, good, reward in zip(images, scores.good, scores.reward, strict=True)]
-    return rows
 
 
 def _release_accelerate_state() -> None:

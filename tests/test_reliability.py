@@ -24,8 +24,8 @@ from PIL import Image
 import prefopt.checkpoints as checkpoints
 import prefopt.trainer as trainer_module
 from prefopt.cli import to_config
-from prefopt.errors import ConfigError
-from prefopt.trainer import TrainingError, train
+from prefopt.errors import ConfigError, TrainingError
+from prefopt.trainer import train
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 FAST = ["logger=none", "model=tiny", "data=renders", "eval.num_samples=0", "lora.enabled=true", "trainer=default",
