@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ import torch
 from prefopt.errors import ConfigError
 from prefopt.modules.hand_aware import HandAware
 from prefopt.modules.hand_aware.grid import to_latent_grid
+
+log = logging.getLogger("prefopt")
 
 
 def _temporal_compression(mask_frames: int, latent_frames: int, where: str) -> int:
@@ -79,6 +82,10 @@ def hand_masks(dataset, hand_aware: HandAware, cache_dir: Path) -> dict[str, tor
         where = "hand_aware.source=mediapipe"
         images = {"mask_w": "winner", "mask_l": "loser"}
         raw = {k: _mediapipe_masks(dataset.fields[images[k]], hand_aware, cache_dir) for k in keys}
+        found = sum(int(mask.flatten(1).amax(dim=1).gt(0).sum()) for mask in raw.values())
+        total = sum(len(mask) for mask in raw.values())
+        (log.warning if found == 0 else log.info)("hand_aware.source=mediapipe: hands found in %d of %d images of %s",
+                                                 found, total, dataset.name)
     masks = {k: fit_to_sample(v, dataset.sample_shape, hand_aware.dilate, where) for k, v in raw.items()}
     for key, mask in masks.items():
         if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
