@@ -31,8 +31,9 @@ PREFIX, TMP_PREFIX = "step_", ".tmp-step_"
 RUN_OUTPUTS = ("metrics.jsonl", "checkpoints", "final", "eval")  # what a finished or started run leaves
 
 
-def guard_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
-    """Never overwrite an earlier run's outputs unless ``trainer.overwrite=true``."""
+def guard_run_dir(run_dir: Path, resume: str, overwrite: bool, remove: bool = True) -> None:
+    """Never overwrite an earlier run's outputs unless ``trainer.overwrite=true`` (then only the
+    process with ``remove`` deletes them; every process raises alike)."""
     found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
     if not found or (resume == "auto" and checkpoint_dirs(run_dir)) or resume not in ("none", "auto"):
         return
@@ -41,7 +42,7 @@ def guard_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
                 "continue it with trainer.resume=auto or ")
         raise ConfigError(f"trainer.overwrite: {run_dir} already holds a run ({', '.join(found)}); "
                           f"{hint}replace it with trainer.overwrite=true")
-    for name in found:
+    for name in found if remove else []:
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 

@@ -146,8 +146,7 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         mixed_precision=trainer.mixed_precision, cpu=trainer.cpu,
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=trainer.gradient_accumulation_steps, sync_with_dataloader=False))
-    if accelerator.is_main_process:
-        guard_run_dir(run_dir, trainer.resume, trainer.overwrite)
+    guard_run_dir(run_dir, trainer.resume, trainer.overwrite, remove=accelerator.is_main_process)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     objective = cfg.objective
