@@ -191,12 +191,13 @@ def write_report(root: Path) -> Path:
     intro = (f"{len(runs)} runs from `{root}`. Good-hand rate and mean reward of the aligned model on the "
              f"same {evaluated} evaluation seeds as the base model; over seeds: mean and Student-t 95% interval "
              "(one seed: the run's own binomial/normal interval).")
-    markdown = "\n\n".join(["# prefopt comparison", intro, markdown_table(table), "![reward vs step](reward_vs_step.png)",
+    rows_md = markdown_table(table)
+    markdown = "\n\n".join(["# prefopt comparison", intro, rows_md, "![reward vs step](reward_vs_step.png)",
                             *(["![samples](samples.png)"] if samples else [])]) + "\n"
     (out / "report.md").write_text(markdown)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in line.strip("|").split("|")) + "</tr>"
-                   for line in markdown_table(table).splitlines()[2:])
-    header = "".join(f"<th>{html.escape(c.strip())}</th>" for c in markdown_table(table).splitlines()[0].strip("|").split("|"))
+                   for line in rows_md.splitlines()[2:])
+    header = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows_md.splitlines()[0].strip("|").split("|"))
     (out / "report.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>prefopt comparison</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
