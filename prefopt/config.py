@@ -44,14 +44,23 @@ class ModelConfig:
     folder), or, when ``path`` is null, built from ``config`` with ``seed`` into ``cache_dir``."""
 
     name: str = "tiny"
+    family: str | None = None  # sd15 | sdxl | animatediff | wan: ``path`` is a pipeline folder (prefopt/models/families.py)
     path: str | None = None
-    subfolder: str = ""
+    subfolder: str = ""  # the denoiser's folder in ``path`` ("": the family's unet/transformer, or ``path`` itself)
     denoiser_class: str = "UNet2DModel"
     scheduler_class: str = "DDPMScheduler"
     prediction_type: str | None = None  # DDPM family: epsilon | v_prediction | sample (null: the scheduler's own); flow ignores it
+    scheduler_kwargs: dict[str, Any] = field(default_factory=dict)  # over the folder's scheduler config (flow: shift)
     config: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     cache_dir: str = "${oc.env:PREFOPT_CACHE,'~/.cache/prefopt'}/models"
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        from prefopt.models.families import FAMILIES
+
+        if self.family is not None:
+            _one_of("model.family", self.family, [*FAMILIES, None])
 
 
 @dataclass

@@ -52,8 +52,28 @@ def app(cfg: DictConfig) -> float:
     return summary["loss"]
 
 
+def shared_run_dir(argv: list[str]) -> list[str]:
+    """Under ``accelerate launch`` every process must write to the same run dir (hydra#2070): unless
+    the command names it, rank 0's timestamp, broadcast, makes Hydra's default ``outputs/<day>/<time>``."""
+    import os
+
+    multirun = "-m" in argv or "--multirun" in argv
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or multirun or any(a.startswith("hydra.run.dir=") for a in argv):
+        return argv
+    import time
+
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list, parse_flag_from_env
+
+    # joins the launcher's process group; as Accelerator() would, read ACCELERATE_USE_CPU (else: one process)
+    PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    stamp = broadcast_object_list([time.strftime("%Y-%m-%d/%H-%M-%S")])[0]
+    return [*argv, f"hydra.run.dir=outputs/{stamp}"]
+
+
 def main() -> None:
     check_overrides(CONF_DIR, sys.argv[1:])
+    sys.argv[1:] = shared_run_dir(sys.argv[1:])
     app()
 
 

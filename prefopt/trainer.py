@@ -33,7 +33,7 @@ from prefopt.core import NoiseProcess, Reference, preference_errors
 from prefopt.data import build_dataset
 from prefopt.data.synth import cache_root
 from prefopt.errors import ConfigError, Preempted, TrainingError
-from prefopt.models import ModelBundle, add_lora, build_model, save_lora
+from prefopt.models import ModelBundle, add_lora, build_model, export_lora, save_lora
 from prefopt.modules.hand_aware import HandAware
 from prefopt.modules.hand_aware.grid import region_weights
 from prefopt.modules.hand_aware.sources import hand_masks
@@ -42,6 +42,7 @@ from prefopt.tracking import Tracker
 
 ROUND_SEED_STRIDE = 1000  # round r draws its pool with data.seed + 1000 r
 SYNTH_HANDS = ("synth", "renders", "mix")  # datasets whose models the SynthHands evaluation scores
+WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}  # of the frozen weights
 
 
 def forever(loader):
@@ -89,7 +90,8 @@ def _check_fields(objective, datasets: dict) -> None:
                 raise ConfigError(f"objective={name} reads {field}; {dataset.name} has no rewards")
 
 
-def batch_loss(objective, model, reference, process, batch: dict, hand_aware: HandAware | None = None):
+def batch_loss(objective, model, reference, process, batch: dict, hand_aware: HandAware | None = None,
+               shard: tuple[int, int] = (0, 1), family=None):
     """One batch's ``(loss, metrics)``: winners (and losers) noised once, policy and reference
     errors in one batched forward each, then the objective's equation on what it reads.
 
@@ -97,7 +99,9 @@ def batch_loss(objective, model, reference, process, batch: dict, hand_aware: Ha
     hand masks ``mask_w``/``mask_l`` and ``cond`` (per-sample model kwargs such as
     ``encoder_hidden_states``). With ``hand_aware.enabled`` the errors weigh the hand by
     W = 1 + (lambda - 1) M; whenever masks are given, the policy's error inside and outside them is
-    logged (``err_in_hand``, ``err_out_hand``)."""
+    logged (``err_in_hand``, ``err_out_hand``). ``shard=(rank, world)``: this process's part of a
+    data-parallel global batch (the noise is drawn for the whole of it). ``family``: a latent model
+    family, which may lay out ``cond`` its own way (AnimateDiff: per frame)."""
     inputs = objective_inputs(objective)
     x0 = torch.cat([batch["winner"], batch["loser"]]) if objective.paired else batch["winner"]
     mask = batch.get("mask_w")
@@ -108,9 +112,10 @@ def batch_loss(objective, model, reference, process, batch: dict, hand_aware: Ha
         if mask is None:
             raise ConfigError("hand_aware.enabled: the batch has no hand masks")
         weights = region_weights(mask, hand_aware.weight, hand_aware.reference_frame)
+    cond = family.denoiser_cond(batch.get("cond"), batch["winner"]) if family else batch.get("cond")
     errors = preference_errors(model, reference if "ref_err" in inputs else None, process, x0,
-                               groups=2 if objective.paired else 1, cond=batch.get("cond"), weights=weights,
-                               with_stats="policy_stats" in inputs, region=mask)
+                               groups=2 if objective.paired else 1, cond=cond, weights=weights,
+                               with_stats="policy_stats" in inputs, region=mask, shard=shard)
     available = {"policy_err": errors.policy_err, "ref_err": errors.ref_err, "t": errors.t,
                  "policy_stats": errors.policy_stats, "ref_stats": errors.ref_stats,
                  "reward_w": batch.get("reward_w"), "reward_l": batch.get("reward_l")}
@@ -121,9 +126,12 @@ def batch_loss(objective, model, reference, process, batch: dict, hand_aware: Ha
     return loss, metrics
 
 
-def save_weights(model, lora: bool, directory: Path) -> None:
-    """LoRA runs save the adapter (diffusers format), full runs the whole model (safetensors)."""
-    if lora:
+def save_weights(model, lora: bool, directory: Path, bundle: ModelBundle | None = None) -> None:
+    """LoRA runs save the adapter (diffusers format; for a model family, the pipeline's LoRA format
+    that ``pipe.load_lora_weights`` reads), full runs the whole model (safetensors)."""
+    if lora and bundle is not None and bundle.family is not None:
+        export_lora(model, bundle.family, bundle.path, directory)
+    elif lora:
         save_lora(model, directory)
     else:
         model.save_pretrained(directory, safe_serialization=True)
@@ -155,6 +163,14 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
 
     bundle = build_model(cfg.model)
     model = bundle.denoiser
+    weight_dtype = WEIGHT_DTYPES[trainer.mixed_precision]
+
+    def encoded(dataset):
+        """Pixels and prompts as VAE latents and text embeddings (model families), cached on disk."""
+        from prefopt.data.latents import encode_dataset
+
+        return encode_dataset(dataset, bundle.family, bundle.path, bundle.denoiser, cache_root() / "latents",
+                              accelerator.device, weight_dtype, dilate=cfg.hand_aware.dilate)
 
     def round_data(r: int, source) -> dict:
         """Round ``r``'s dataset per stage; model-made data (data=synth) is sampled from ``source``."""
@@ -162,9 +178,12 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         with accelerator.main_process_first():  # the main process samples (and caches) model-made data first
             datasets = {stage: build_dataset(data_cfg, paired=objective.paired, stage=stage, model=source)
                         for rr, stage, _ in segments if rr == r}
-            if cfg.hand_aware.enabled:
+            if cfg.hand_aware.enabled:  # on the pixels; a latent model's encoding fits them to its grid
+                hand_aware = replace(cfg.hand_aware, dilate=0) if bundle.family else cfg.hand_aware
                 for dataset in datasets.values():
-                    dataset.set_masks(hand_masks(dataset, cfg.hand_aware, cache_root() / "hand_masks"))
+                    dataset.set_masks(hand_masks(dataset, hand_aware, cache_root() / "hand_masks"))
+            if bundle.family is not None:
+                datasets = {stage: encoded(dataset) for stage, dataset in datasets.items()}
         # the budget: a round's stages share one scored pool; pairs are counted once per round
         budget["reward_calls"] += max(d.info.get("reward_calls", 0) for d in datasets.values())
         budget["pairs"] += max(len(d) for d in datasets.values()) if objective.paired else 0
@@ -180,6 +199,11 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     _check_fields(objective, datasets)
     if cfg.lora.enabled:
         add_lora(model, cfg.lora.rank, cfg.lora.alpha, cfg.lora.target_modules)
+        if weight_dtype != torch.float32:  # the frozen base in half precision, the adapter trains in fp32
+            from diffusers.training_utils import cast_training_params
+
+            model.to(weight_dtype)
+            cast_training_params(model, dtype=torch.float32)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=trainer.learning_rate, weight_decay=trainer.weight_decay)
@@ -195,9 +219,10 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
 
         ema = EMAModel(trainable, decay=trainer.ema_decay)
         accelerator.register_for_checkpointing(ema)
-    reference = Reference(policy, lora=cfg.lora.enabled) if "ref_err" in inputs else None
+    reference = Reference(policy, lora=cfg.lora.enabled, dtype=weight_dtype) if "ref_err" in inputs else None
     process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling)
-    set_seed(cfg.seed, device_specific=True)  # same init above (DDP broadcasts it anyway), own noise per rank
+    shard = (accelerator.process_index, accelerator.num_processes)
+    set_seed(cfg.seed)  # the same RNG on every process: each draws the global batch's noise and keeps its rows
 
     step = skipped = 0
     starts = [sum(s for _, _, s in segments[:i]) for i in range(len(segments))]
@@ -269,7 +294,8 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
                 batch = next(batches)
                 with accelerator.accumulate(model), accelerator.autocast():
                     try:
-                        loss, metrics = batch_loss(objective, model, reference, process, batch, cfg.hand_aware)
+                        loss, metrics = batch_loss(objective, model, reference, process, batch, cfg.hand_aware, shard,
+                                                   bundle.family)
                         accelerator.backward(loss)
                     except torch.OutOfMemoryError:
                         raise TrainingError(
@@ -326,7 +352,7 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         if ema is not None:
             ema.copy_to(trainable)
         if accelerator.is_main_process:
-            save_weights(policy, cfg.lora.enabled, final_dir)
+            save_weights(policy, cfg.lora.enabled, final_dir, bundle)
         summary = {"objective": objective_name, "seed": cfg.seed, "data": cfg.data.name, **budget,
                    "steps": step, "skipped_steps": skipped, "wall_s": time.perf_counter() - started,
                    "final_dir": str(final_dir), **{k: v for k, v in logged.items() if k != "stage"}}

@@ -30,9 +30,14 @@ class PreferenceErrors:
 
 def predict(network, noised: Noised, cond: dict | None) -> torch.Tensor:
     """The network's prediction for a noised batch; ``cond`` tensors are per sample (B, ...) and
-    are repeated for each group member."""
-    kwargs = {k: v.repeat(noised.groups, *([1] * (v.dim() - 1))) for k, v in (cond or {}).items()}
-    return network(noised.x_t, timestep=noised.timesteps, return_dict=False, **kwargs)[0]
+    are repeated for each group member (winner and loser share the prompt)."""
+    return network(noised.x_t, timestep=noised.timesteps, return_dict=False, **_repeat(cond or {}, noised.groups))[0]
+
+
+def _repeat(cond: dict, groups: int) -> dict:
+    """Each (B, ...) tensor of a (nested: SDXL's ``added_cond_kwargs``) dict as (groups * B, ...)."""
+    return {k: _repeat(v, groups) if isinstance(v, dict) else v.repeat(groups, *([1] * (v.dim() - 1)))
+            for k, v in cond.items()}
 
 
 def channel_stats(prediction: torch.Tensor) -> torch.Tensor:
@@ -43,14 +48,16 @@ def channel_stats(prediction: torch.Tensor) -> torch.Tensor:
 
 def preference_errors(policy, reference: Reference | None, process: NoiseProcess, x0: torch.Tensor,
                       groups: int = 1, cond: dict | None = None, weights: torch.Tensor | None = None,
-                      with_stats: bool = False, region: torch.Tensor | None = None, generator=None) -> PreferenceErrors:
+                      with_stats: bool = False, region: torch.Tensor | None = None, generator=None,
+                      shard: tuple[int, int] = (0, 1)) -> PreferenceErrors:
     """Noise ``x0`` (groups * B, ...) once, run the policy (with grad) and the reference (no grad).
 
     ``reference=None`` skips the reference pass (SFT). ``weights`` broadcast against ``x0``.
     ``region``: a mask in [0, 1] (e.g. the hand) broadcasting against ``x0``; the policy's error
     inside and outside it is reported as ``region_err`` (a diagnostic: no gradient).
+    ``shard=(rank, world)``: this process's part of a data-parallel global batch (NoiseProcess.noise).
     """
-    noised = process.noise(x0, groups=groups, generator=generator)
+    noised = process.noise(x0, groups=groups, generator=generator, shard=shard)
     shape = (groups, -1) if groups > 1 else (-1,)
     ref_err = ref_stats = None
     if reference is not None:  # first: its activations are freed before the policy's are kept for backward

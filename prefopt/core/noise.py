@@ -58,15 +58,22 @@ class NoiseProcess:
             logit_std=self.logit_std, mode_scale=self.mode_scale, generator=generator)
         return (u * self.num_train_timesteps).long().clamp_(0, self.num_train_timesteps - 1)
 
-    def noise(self, x0: torch.Tensor, groups: int = 1, generator=None, noise=None, indices=None) -> Noised:
-        """Noise ``x0`` of shape (groups * B, ...) with one eps and one t per group member set."""
+    def noise(self, x0: torch.Tensor, groups: int = 1, generator=None, noise=None, indices=None,
+              shard: tuple[int, int] = (0, 1)) -> Noised:
+        """Noise ``x0`` of shape (groups * B, ...) with one eps and one t per group member set.
+
+        ``shard=(rank, world)``: data parallel. Every process draws the noise and t of the whole
+        global batch (world * B rows, from the same RNG state) and keeps its own rows, so N
+        processes see exactly the noise that one process with the N-times batch would."""
         if x0.shape[0] % groups:
             raise ValueError(f"batch of {x0.shape[0]} is not divisible into {groups} groups")
         batch = x0.shape[0] // groups
+        rank, world = shard
+        rows = slice(rank * batch, (rank + 1) * batch)
         if noise is None:
-            noise = torch.randn(x0[:batch].shape, generator=generator, dtype=x0.dtype).to(x0.device)
+            noise = torch.randn((world * batch, *x0.shape[1:]), generator=generator, dtype=x0.dtype)[rows].to(x0.device)
         if indices is None:
-            indices = self.sample_indices(batch, generator)
+            indices = self.sample_indices(world * batch, generator)[rows]
         eps = noise.repeat(groups, *([1] * (x0.dim() - 1)))
         if self.flow:
             timesteps = self.scheduler.timesteps[indices].to(x0.device)

@@ -45,14 +45,14 @@ def adapters_disabled(model: torch.nn.Module):
 class Reference:
     """``with reference() as network:`` yields the module that computes reference predictions."""
 
-    def __init__(self, policy: torch.nn.Module, lora: bool):
+    def __init__(self, policy: torch.nn.Module, lora: bool, dtype: torch.dtype = torch.float32):
         self.policy = policy
         self.lora = lora
+        self.dtype = dtype  # of the frozen copy (half precision under mixed precision)
         self.frozen = None if lora else self._freeze(policy)
 
-    @staticmethod
-    def _freeze(model: torch.nn.Module) -> torch.nn.Module:
-        return copy.deepcopy(model).requires_grad_(False).eval()
+    def _freeze(self, model: torch.nn.Module) -> torch.nn.Module:
+        return copy.deepcopy(model).requires_grad_(False).eval().to(self.dtype)
 
     @contextmanager
     def __call__(self):

@@ -4,6 +4,10 @@ One JSON object per line; paths are relative to the manifest's folder:
 
     {"winner": "img/0001_a.png", "loser": "img/0001_b.png", "reward_w": 0.9, "reward_l": 0.2}
     {"winner": "clips/0002.mp4"}                     # unpaired (SFT, IPA); videos: data.num_frames
+    {"winner": "a.png", "loser": "b.png", "prompt": "a hand waving"}   # text-conditioned models
+
+``prompt`` is optional (missing: the empty prompt); latent model families encode it with their
+text encoders (prefopt/data/latents.py).
 
 Every row is validated when the data is first read, each problem one line naming the manifest's
 line and the file: missing or unreadable images and videos, winner/loser of different sizes or
@@ -44,6 +48,8 @@ class Report:
     rows: int = 0
     kept: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)  # one per kept row
+    key: str = ""  # the cache key: the manifest, its files and the decoding settings
 
 
 def _decode(path: Path, size: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -61,7 +67,7 @@ def _decode(path: Path, size: int) -> tuple[torch.Tensor, tuple[int, ...]]:
 
 
 def _cache_key(manifest: Path, lines: list[str], cfg, paired: bool) -> str:
-    digest = hashlib.sha256(manifest.read_bytes())
+    digest = hashlib.sha256(b"v2" + manifest.read_bytes())
     digest.update(f"{cfg.image_size}|{cfg.num_frames}|{paired}".encode())
     for line in lines:
         try:
@@ -101,13 +107,14 @@ def read_manifest(cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
     if not manifest.is_file():
         raise ConfigError(f"data.path: {manifest}: no such file")
     lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
-    cache = cache_root() / "data" / _cache_key(manifest, lines, cfg, paired)
+    key = _cache_key(manifest, lines, cfg, paired)
+    cache = cache_root() / "data" / key
     if cache.with_suffix(".json").is_file():
         report = Report(**json.loads(cache.with_suffix(".json").read_text()))
         tensors = load_file(cache.with_suffix(".safetensors")) if report.kept else {}
         return tensors, report
 
-    report, columns = Report(manifest=str(manifest)), {"winner": [], "loser": [], "reward_w": [], "reward_l": []}
+    report, columns = Report(manifest=str(manifest), key=key), {"winner": [], "loser": [], "reward_w": [], "reward_l": []}
     shapes: dict[str, tuple[int, ...]] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -142,6 +149,9 @@ def read_manifest(cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
                 if originals["winner"] != originals["loser"]:
                     raise ValueError(f"winner is {'x'.join(map(str, originals['winner']))} but loser is "
                                      f"{'x'.join(map(str, originals['loser']))}")
+            prompt = row.get("prompt", "")
+            if not isinstance(prompt, str):
+                raise ValueError(f"prompt is {prompt!r}, not a string")
             reward_w, reward_l = _reward(row, "reward_w"), _reward(row, "reward_l")
             if paired and (reward_w is None) != (reward_l is None):
                 raise ValueError("reward_w and reward_l come together (got only one)")
@@ -155,6 +165,7 @@ def read_manifest(cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
             report.problems.append(f"{where}: {error}")
             continue
         report.kept.append(number)
+        report.prompts.append(prompt)
         columns["winner"].append(decoded["winner"])
         if paired:
             columns["loser"].append(decoded["loser"])
@@ -192,4 +203,6 @@ def build_files(cfg, paired: bool, stage: str | None = None, model=None) -> Pref
                     report.manifest, "\n".join(report.problems))
     if not report.kept:
         raise ConfigError(f"data.path: {report.manifest}: no usable row (all {report.rows} are bad)")
-    return PreferenceDataset(**tensors, name=f"data.path={report.manifest}")
+    dataset = PreferenceDataset(**tensors, name=f"data.path={report.manifest}", prompts=report.prompts)
+    dataset.info["cache_key"] = report.key
+    return dataset

@@ -13,15 +13,25 @@ class PreferenceDataset(Dataset):
 
     winner, loser: (N, C, H, W) or (N, C, T, H, W); reward_w, reward_l: (N,) in [0, 1];
     mask_w, mask_l: hand masks (N, 1, H', W') or (N, 1, F, H', W') in [0, 1] (prefopt.modules.hand_aware).
+    prompts: N texts (pixel data for a latent model family, encoded by prefopt.data.latents);
+    cond: the denoiser's condition kwargs, a (nested) dict of (N, ...) tensors, items get ``cond``.
     """
 
     def __init__(self, winner: torch.Tensor, loser: torch.Tensor | None = None,
                  reward_w: torch.Tensor | None = None, reward_l: torch.Tensor | None = None, name: str = "data",
-                 mask_w: torch.Tensor | None = None, mask_l: torch.Tensor | None = None):
+                 mask_w: torch.Tensor | None = None, mask_l: torch.Tensor | None = None,
+                 prompts: list[str] | None = None, cond: dict | None = None):
         if len(winner) == 0:
             raise ConfigError(f"{name}: the dataset is empty")
         self.name = name
         self.info: dict = {}  # how the data was made (model-made pools: reward_calls, good_rate, mean_reward)
+        self.prompts = prompts
+        self.cond = cond
+        if prompts is not None and len(prompts) != len(winner):
+            raise ConfigError(f"{name}: {len(prompts)} prompts for {len(winner)} rows")
+        for key, value in _flat(cond or {}).items():
+            if len(value) != len(winner):
+                raise ConfigError(f"{name}: cond {key} has {len(value)} rows, winner has {len(winner)}")
         fields = {"winner": winner, "loser": loser, "reward_w": reward_w, "reward_l": reward_l,
                   "mask_w": mask_w, "mask_l": mask_l}
         self.fields = {k: v for k, v in fields.items() if v is not None}
@@ -77,5 +87,23 @@ class PreferenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.fields["winner"])
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {key: value[index] for key, value in self.fields.items()}
+    def __getitem__(self, index: int) -> dict:
+        item = {key: value[index] for key, value in self.fields.items()}
+        if self.cond is not None:
+            item["cond"] = _index(self.cond, index)
+        return item
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A nested dict of tensors as ``{"a.b": tensor}``."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _index(tree: dict, index: int) -> dict:
+    return {k: _index(v, index) if isinstance(v, dict) else v[index] for k, v in tree.items()}

@@ -4,6 +4,10 @@ A model is always loaded from a diffusers folder with ``from_pretrained``: ``mod
 models, or, when ``model.path`` is null, a folder that :mod:`prefopt.models.tiny` writes once from
 ``model.config`` (random init, seeded) into ``model.cache_dir``. The folder holds the denoiser in
 ``model.subfolder`` and the scheduler in ``scheduler/``.
+
+``model.family`` (sd15, sdxl, animatediff, wan; prefopt/models/families.py) marks ``model.path`` as a
+diffusers pipeline folder: the denoiser is its ``unet``/``transformer``, its VAE and text encoders
+encode the data once (prefopt/data/latents.py), and a LoRA is exported in the pipeline's format.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 import torch
 
 from prefopt.errors import ConfigError
+from prefopt.models.families import Family, family, pipeline_class
 from prefopt.models.tiny import materialize
 
 
@@ -22,6 +27,7 @@ class ModelBundle:
     denoiser: torch.nn.Module
     scheduler: object  # a diffusers training scheduler
     path: Path
+    family: Family | None = None
 
 
 def _diffusers_class(name: str, key: str):
@@ -38,6 +44,7 @@ def build_scheduler(cfg, path: Path):
     overrides = {}
     if cfg.prediction_type and not hasattr(scheduler_cls, "scale_noise"):
         overrides["prediction_type"] = cfg.prediction_type
+    overrides.update(cfg.scheduler_kwargs)
     if (path / "scheduler").is_dir():
         return scheduler_cls.from_pretrained(path, subfolder="scheduler", **overrides)
     return scheduler_cls(**overrides)
@@ -45,12 +52,22 @@ def build_scheduler(cfg, path: Path):
 
 def build_model(cfg) -> ModelBundle:
     """``cfg``: a :class:`prefopt.config.ModelConfig`."""
-    path = Path(cfg.path) if cfg.path else materialize(cfg)
+    fam = family(cfg.family)
+    if fam is not None and not cfg.path:
+        raise ConfigError(f"model.path: model.family={fam.name} needs a local diffusers pipeline folder")
+    path = Path(cfg.path).expanduser() if cfg.path else materialize(cfg)
     if not path.is_dir():
-        raise FileNotFoundError(f"model.path: no such diffusers folder: {path}")
+        raise ConfigError(f"model.path: no such diffusers folder: {path}")
+    if fam is not None:
+        pipeline_class(path)  # a pipeline folder, named in one line if not
     denoiser_cls = _diffusers_class(cfg.denoiser_class, "model.denoiser_class")
-    denoiser = denoiser_cls.from_pretrained(path, subfolder=cfg.subfolder or None)
-    return ModelBundle(denoiser=denoiser, scheduler=build_scheduler(cfg, path), path=path)
+    subfolder = cfg.subfolder or (fam.denoiser if fam else None)
+    if subfolder and not (path / subfolder).is_dir():
+        raise ConfigError(f"model.subfolder: {path} has no {subfolder}/ folder")
+    denoiser = denoiser_cls.from_pretrained(path, subfolder=subfolder)
+    if cfg.gradient_checkpointing:
+        denoiser.enable_gradient_checkpointing()
+    return ModelBundle(denoiser=denoiser, scheduler=build_scheduler(cfg, path), path=path, family=fam)
 
 
 def load_trained(bundle: ModelBundle, lora_cfg, final_dir: Path) -> torch.nn.Module:
@@ -60,6 +77,9 @@ def load_trained(bundle: ModelBundle, lora_cfg, final_dir: Path) -> torch.nn.Mod
     final_dir = Path(final_dir)
     if not final_dir.is_dir():
         raise ConfigError(f"{final_dir}: no final weights (did the run finish?)")
+    if lora_cfg.enabled and bundle.family is not None:  # the pipeline-format export, its config in its metadata
+        bundle.denoiser.load_lora_adapter(str(final_dir), prefix=bundle.family.denoiser, adapter_name="default")
+        return bundle.denoiser
     if lora_cfg.enabled:
         add_lora(bundle.denoiser, lora_cfg.rank, lora_cfg.alpha, lora_cfg.target_modules)
         return load_lora(bundle.denoiser, final_dir)

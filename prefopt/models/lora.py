@@ -49,6 +49,18 @@ def save_lora(model: torch.nn.Module, directory: Path) -> Path:
     return path
 
 
+def export_lora(model: torch.nn.Module, fam, base_path: Path, directory: Path) -> Path:
+    """Save the adapter with the pipeline's own ``save_lora_weights`` (keys prefixed ``unet.`` or
+    ``transformer.``, the LoRA config, alpha included, in the file's metadata), so that
+    ``Pipeline.from_pretrained(base_path).load_lora_weights(directory)`` applies it."""
+    from prefopt.models.families import pipeline_class
+
+    pipeline_class(base_path).save_lora_weights(
+        directory, **{f"{fam.denoiser}_lora_layers": lora_state_dict(model),
+                      f"{fam.denoiser}_lora_adapter_metadata": model.peft_config["default"].to_dict()})
+    return Path(directory) / LORA_WEIGHTS
+
+
 def load_lora(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
     """Load an adapter saved by :func:`save_lora` into ``model``, which carries the same adapter config."""
     from diffusers.utils import convert_unet_state_dict_to_peft

@@ -1,0 +1,145 @@
+"""Model families: what differs between SD 1.5, SDXL, AnimateDiff and Wan, and nothing else.
+
+A family names its denoiser component (``unet`` or ``transformer``: the pipeline folder's
+subfolder and the prefix of its LoRA keys), whether it is a video model, and how its frozen parts
+turn data into what the denoiser reads, once, before training (prefopt/data/latents.py):
+
+    latents(pipe, pixels)    pixels in [-1, 1], (B, 3, H, W) or (B, 3, T, H, W) -> scaled VAE latents
+    prompts(pipe, texts, hw) -> the denoiser's condition kwargs, per sample
+    frame_cond(cond, T)      -> a batch's condition as the denoiser's forward reads it
+
+Both go through the diffusers pipeline's own ``encode_prompt`` and VAE with the pipeline's own
+scaling, so a cached latent is what the pipeline's sampler would decode. The VAE latent is the
+posterior's mode (deterministic, so a cache is exact). ``model.family: null`` is a bare denoiser
+on pixels (the SynthHands models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from prefopt.errors import ConfigError
+
+
+def _vae_latents(pipe, pixels: torch.Tensor) -> torch.Tensor:
+    """An image VAE (SD, SDXL, AnimateDiff): videos frame by frame; ``(z - shift) * scale``."""
+    vae = pipe.vae
+    video = pixels.dim() == 5
+    if video:
+        batch, frames = pixels.shape[0], pixels.shape[2]
+        pixels = pixels.transpose(1, 2).flatten(0, 1)
+    latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+    latents = (latents - (getattr(vae.config, "shift_factor", None) or 0.0)) * vae.config.scaling_factor
+    return latents.unflatten(0, (batch, frames)).transpose(1, 2) if video else latents
+
+
+def _wan_latents(pipe, pixels: torch.Tensor) -> torch.Tensor:
+    """Wan's causal video VAE, normalized per channel by the VAE's ``latents_mean``/``latents_std``."""
+    vae = pipe.vae
+    latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+    mean = torch.tensor(vae.config.latents_mean, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1, 1)
+    return (latents - mean) / std
+
+
+def _clip_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
+    embeds = pipe.encode_prompt(texts, pipe.device, 1, False)[0]
+    return {"encoder_hidden_states": embeds}
+
+
+def _sdxl_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
+    """SDXL's two text encoders, pooled embedding and size/crop micro-conditioning (uncropped, at ``size``)."""
+    embeds, _, pooled, _ = pipe.encode_prompt(texts, device=pipe.device, num_images_per_prompt=1,
+                                              do_classifier_free_guidance=False)
+    time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=embeds.dtype,
+                                      text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
+    return {"encoder_hidden_states": embeds,
+            "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids.repeat(len(texts), 1).to(embeds.device)}}
+
+
+def _wan_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
+    embeds = pipe.encode_prompt(texts, do_classifier_free_guidance=False, max_sequence_length=512,
+                                device=pipe.device)[0]
+    return {"encoder_hidden_states": embeds}
+
+
+def _per_frame(cond: dict, frames: int) -> dict:
+    """AnimateDiff's UNet reads one text embedding per frame, (B * T, L, D), sample-major as its pipeline makes it."""
+    return {k: v.repeat_interleave(frames, dim=0) for k, v in cond.items()}
+
+
+def _as_is(cond: dict, frames: int) -> dict:
+    return cond
+
+
+def _any_frames(frames: int) -> str | None:
+    return None
+
+
+def _causal_frames(frames: int) -> str | None:
+    return None if frames % 4 == 1 else f"Wan's causal VAE needs 4k+1 frames, got {frames}"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    denoiser: str  # pipeline component and LoRA key prefix: unet | transformer
+    video: bool
+    latents: Callable
+    prompts: Callable
+    frames: Callable[[int], str | None] = _any_frames  # a frame count's problem, or None
+    load_kwargs: tuple = ()  # extra from_pretrained kwargs for the pipeline
+    frame_cond: Callable[[dict, int], dict] = _as_is  # a batch's cond (B, ...) as the denoiser reads it
+
+    def denoiser_cond(self, cond: dict | None, x0: torch.Tensor) -> dict | None:
+        """The condition of a batch of samples ``x0`` (B, C, [T,] H, W) as the denoiser's forward reads it."""
+        return None if cond is None else self.frame_cond(cond, x0.shape[2] if self.video else 1)
+
+    def check_sample(self, shape: tuple[int, ...], where: str) -> None:
+        """``shape``: one pixel sample, (3, H, W) or (3, T, H, W)."""
+        if self.video != (len(shape) == 4):
+            kind = "videos (3, T, H, W)" if self.video else "images (3, H, W)"
+            raise ConfigError(f"{where}: model.family={self.name} trains on {kind}, the data has shape {shape}")
+        problem = self.frames(shape[1]) if self.video else None
+        if problem:
+            raise ConfigError(f"{where}: data.num_frames: {problem}")
+
+
+FAMILIES = {
+    "sd15": Family("sd15", "unet", False, _vae_latents, _clip_prompts, load_kwargs=(("safety_checker", None),)),
+    "sdxl": Family("sdxl", "unet", False, _vae_latents, _sdxl_prompts),
+    "animatediff": Family("animatediff", "unet", True, _vae_latents, _clip_prompts, frame_cond=_per_frame),
+    "wan": Family("wan", "transformer", True, _wan_latents, _wan_prompts, frames=_causal_frames),
+}
+
+
+def family(name: str | None) -> Family | None:
+    if name is None:
+        return None
+    if name not in FAMILIES:
+        raise ConfigError(f"model.family: unknown family {name!r} (known: {sorted(FAMILIES)}, or null)")
+    return FAMILIES[name]
+
+
+def pipeline_class(path: Path):
+    """The diffusers pipeline class a folder's ``model_index.json`` names."""
+    import diffusers
+
+    index = Path(path) / "model_index.json"
+    if not index.is_file():
+        raise ConfigError(f"model.path: {path} has no model_index.json (model.family needs a diffusers pipeline folder)")
+    name = diffusers.DiffusionPipeline.load_config(str(path))["_class_name"]
+    cls = getattr(diffusers, name, None)
+    if cls is None:
+        raise ConfigError(f"{index}: diffusers has no pipeline class {name!r}")
+    return cls
+
+
+def load_pipeline(fam: Family, path: Path, denoiser: torch.nn.Module, dtype: torch.dtype = torch.float32):
+    """The family's pipeline from ``path`` around an already loaded ``denoiser`` (not loaded twice)."""
+    return pipeline_class(path).from_pretrained(str(path), torch_dtype=dtype, **{fam.denoiser: denoiser},
+                                                **dict(fam.load_kwargs))

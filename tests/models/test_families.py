@@ -1,0 +1,202 @@
+"""Real model families through the embedded default's code path: tiny random-init SD 1.5, SDXL,
+AnimateDiff and Wan pipelines (diffusers' own classes, written with save_pretrained) trained from
+``model.path`` on files with prompts; their LoRA loads into the original pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from prefopt.cli import to_config
+from prefopt.errors import ConfigError
+from prefopt.models import tiny_pipelines
+from prefopt.trainer import train
+
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
+FAMILIES = ["sd15", "sdxl", "animatediff", "wan"]
+VIDEO = {"animatediff", "wan"}
+SIZE, FRAMES, RANK, ALPHA = 32, 5, 4, 8.0
+
+
+def _config(*overrides):
+    base = ["logger=none", "data=files", f"data.image_size={SIZE}", "eval.num_samples=0", "trainer=default",
+            "trainer.max_steps=3", "trainer.batch_size=2", "trainer.log_every=1", "trainer.learning_rate=1e-3",
+            f"lora.rank={RANK}", f"lora.alpha={ALPHA}"]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return to_config(compose("config", overrides=[*base, *overrides]))
+
+
+@pytest.fixture(scope="module")
+def pipelines(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipelines")
+    return {family: tiny_pipelines.build(family, root / family) for family in FAMILIES}
+
+
+def _video(path: Path, seed: int) -> str:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 8, (SIZE, SIZE))
+    for _ in range(FRAMES):
+        writer.write(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+    writer.release()
+    return path.name
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory):
+    """Four pairs with prompts, as images and as clips of FRAMES frames."""
+    root = tmp_path_factory.mktemp("media")
+    rng = np.random.default_rng(0)
+    images, clips = [], []
+    for i in range(4):
+        for name in ("w", "l"):
+            Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(root / f"{name}{i}.png")
+        prompt = ["a hand waving", "two hands", "a fist", ""][i]
+        images.append({"winner": f"w{i}.png", "loser": f"l{i}.png", "prompt": prompt})
+        clips.append({"winner": _video(root / f"cw{i}.mp4", 2 * i), "loser": _video(root / f"cl{i}.mp4", 2 * i + 1),
+                      "prompt": prompt})
+    for name, rows in (("images", images), ("clips", clips)):
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"images": root / "images.jsonl", "clips": root / "clips.jsonl"}
+
+
+def _overrides(family, pipelines, manifests):
+    data = manifests["clips"] if family in VIDEO else manifests["images"]
+    extra = [f"data.num_frames={FRAMES}"] if family in VIDEO else []
+    return [f"model={family}", f"model.path={pipelines[family]}", f"data.path={data}", *extra]
+
+
+def _generate(pipe, family):
+    kwargs = dict(prompt="a hand waving", height=SIZE, width=SIZE, num_inference_steps=2, output_type="pt",
+                  generator=torch.Generator().manual_seed(0))
+    if family in VIDEO:
+        return pipe(num_frames=FRAMES, **kwargs).frames
+    return pipe(**kwargs).images
+
+
+@pytest.mark.parametrize("objective", ["dpo", "ipa"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_trains_from_model_path_and_its_lora_loads_into_the_pipeline(
+        family, objective, pipelines, manifests, model_cache, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    summary = train(_config(f"objective={objective}", *_overrides(family, pipelines, manifests)), tmp_path / "run")
+    assert summary["steps"] == 3 and np.isfinite(summary["loss"])
+    final = tmp_path / "run" / "final"
+    with safe_open(str(final / "pytorch_lora_weights.safetensors"), "pt") as handle:
+        keys = list(handle.keys())
+        metadata = handle.metadata()
+    prefix = "transformer." if family == "wan" else "unet."
+    assert keys and all(k.startswith(prefix) for k in keys)
+    assert all(".lora.down." in k or ".lora.up." in k for k in keys)  # diffusers' LoRA key format
+    config = json.loads(metadata["lora_adapter_metadata"])  # the LoRA config travels with the weights
+    assert config[f"{prefix}r"] == RANK and config[f"{prefix}lora_alpha"] == ALPHA
+
+    pipe = DiffusionPipeline.from_pretrained(pipelines[family])
+    original = _generate(pipe, family)
+    pipe.load_lora_weights(final)
+    adapted = _generate(pipe, family)
+    assert (adapted - original).abs().max() > 1e-6  # the adapter changes the output
+    pipe.disable_lora()
+    assert torch.equal(_generate(pipe, family), original)  # adapters off: exactly the original pipeline
+
+    # the loaded adapter is the trained one at its scale: W + (alpha / r) B A, computed from the file
+    pipe.enable_lora()
+    pipe.fuse_lora()
+    weights = load_file(str(final / "pytorch_lora_weights.safetensors"))
+    down = next(k for k in weights if k.endswith(".lora.down.weight"))
+    module = down[len(prefix):-len(".lora.down.weight")]
+    original_weight = DiffusionPipeline.from_pretrained(pipelines[family]).components[prefix[:-1]].get_submodule(module).weight
+    fused = pipe.components[prefix[:-1]].get_submodule(module).base_layer.weight \
+        if hasattr(pipe.components[prefix[:-1]].get_submodule(module), "base_layer") \
+        else pipe.components[prefix[:-1]].get_submodule(module).weight
+    expected = original_weight + ALPHA / RANK * weights[down.replace(".down.", ".up.")] @ weights[down]
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cached_latents_are_the_pipelines_own_encoding(pipelines, manifests, model_cache, tmp_path):
+    """The cache holds vae.encode(x).mode() * scaling_factor and the pipeline's prompt embeddings."""
+    from diffusers import DiffusionPipeline
+
+    from prefopt.data import build_dataset
+    from prefopt.data.latents import encode_dataset
+    from prefopt.models import build_model
+
+    cfg = _config("objective=dpo", *_overrides("sd15", pipelines, manifests))
+    bundle = build_model(cfg.model)
+    pixels = build_dataset(cfg.data, paired=True)
+    encoded = encode_dataset(pixels, bundle.family, bundle.path, bundle.denoiser, tmp_path / "latents")
+    again = encode_dataset(pixels, bundle.family, bundle.path, bundle.denoiser, tmp_path / "latents")
+    assert len(list((tmp_path / "latents").iterdir())) == 1 and torch.equal(encoded.fields["winner"], again.fields["winner"])
+    pipe = DiffusionPipeline.from_pretrained(pipelines["sd15"])
+    with torch.no_grad():
+        for row in (0, 3):
+            image = pixels.fields["loser"][row:row + 1]
+            latent = pipe.vae.encode(image).latent_dist.mean * pipe.vae.config.scaling_factor
+            torch.testing.assert_close(encoded.fields["loser"][row:row + 1], latent)
+            ids = pipe.tokenizer([pixels.prompts[row]], padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                                 truncation=True, return_tensors="pt").input_ids
+            torch.testing.assert_close(encoded.cond["encoder_hidden_states"][row], pipe.text_encoder(ids)[0][0])
+    assert encoded.sample_shape == (4, SIZE // 2, SIZE // 2)
+    item = encoded[1]
+    assert set(item) >= {"winner", "loser", "cond"} and item["cond"]["encoder_hidden_states"].shape[-1] == 32
+
+
+def test_sdxl_conditions_on_pooled_text_and_size(pipelines, manifests, model_cache, tmp_path):
+    from prefopt.data import build_dataset
+    from prefopt.data.latents import encode_dataset
+    from prefopt.models import build_model
+
+    cfg = _config("objective=dpo", *_overrides("sdxl", pipelines, manifests))
+    bundle = build_model(cfg.model)
+    encoded = encode_dataset(build_dataset(cfg.data, paired=True), bundle.family, bundle.path, bundle.denoiser,
+                             tmp_path / "latents")
+    added = encoded.cond["added_cond_kwargs"]
+    assert encoded.cond["encoder_hidden_states"].shape == (4, 16, 64)  # both encoders' states, concatenated
+    assert added["text_embeds"].shape == (4, 32)
+    assert added["time_ids"].tolist() == [[SIZE, SIZE, 0, 0, SIZE, SIZE]] * 4  # original size, crop, target size
+
+
+@pytest.mark.parametrize("case, message", [
+    ("images_to_video", "model.family=wan trains on videos (3, T, H, W)"),
+    ("wan_frames", "data.num_frames: Wan's causal VAE needs 4k+1 frames, got 4"),
+    ("no_path", "model.path"),
+    ("not_a_pipeline", "has no model_index.json"),
+])
+def test_family_misconfigurations_are_one_line(case, message, pipelines, manifests, model_cache, tmp_path):
+    import shutil
+
+    overrides = {"images_to_video": [*_overrides("wan", pipelines, manifests)[:2], f"data.path={manifests['images']}"],
+                 "no_path": ["model=sd15", f"data.path={manifests['images']}"],
+                 "not_a_pipeline": ["model=sd15", f"model.path={pipelines['sd15'] / 'unet'}",
+                                    f"data.path={manifests['images']}"]}
+    if case == "wan_frames":
+        root = tmp_path / "four"
+        shutil.copytree(manifests["clips"].parent, root)
+        import cv2
+
+        for row in [json.loads(line) for line in (root / "clips.jsonl").read_text().splitlines()]:
+            for key in ("winner", "loser"):
+                capture = cv2.VideoCapture(str(root / row[key]))
+                frames = [capture.read()[1] for _ in range(4)]
+                writer = cv2.VideoWriter(str(root / row[key]), cv2.VideoWriter_fourcc(*"mp4v"), 8, (SIZE, SIZE))
+                for frame in frames:
+                    writer.write(frame)
+                writer.release()
+        overrides["wan_frames"] = ["model=wan", f"model.path={pipelines['wan']}", f"data.path={root / 'clips.jsonl'}",
+                                   "data.num_frames=4"]
+    with pytest.raises(Exception) as error:
+        train(_config("objective=dpo", *overrides[case]), tmp_path / "run")
+    text = str(error.value)
+    assert message in text and "\n" not in text
+    if case != "no_path":
+        assert isinstance(error.value, ConfigError)
