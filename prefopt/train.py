@@ -6,6 +6,7 @@ validated, so a bad key fails in seconds with one line that names it.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +22,6 @@ PREEMPTED_EXIT = 143  # 128 + SIGTERM, what schedulers expect of a job stopped b
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def app(cfg: DictConfig) -> float:
-    from accelerate import PartialState
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from rich.console import Console
@@ -43,7 +43,7 @@ def app(cfg: DictConfig) -> float:
     except TrainingError as error:
         sys.stderr.write(f"prefopt: {'preempted' if isinstance(error, Preempted) else 'error'}: {error}\n")
         sys.exit(PREEMPTED_EXIT if isinstance(error, Preempted) else 1)
-    if PartialState().is_main_process:
+    if int(os.environ.get("RANK", "0")) == 0:  # the launcher's rank (accelerate's state is released by now)
         console = Console(soft_wrap=True)
         console.print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "
                       f"in {summary['wall_s']:.1f} s, loss {summary['loss']:.4f}; run dir {run_dir}")
@@ -55,8 +55,6 @@ def app(cfg: DictConfig) -> float:
 def shared_run_dir(argv: list[str]) -> list[str]:
     """Under ``accelerate launch`` every process must write to the same run dir (hydra#2070): unless
     the command names it, rank 0's timestamp, broadcast, makes Hydra's default ``outputs/<day>/<time>``."""
-    import os
-
     multirun = "-m" in argv or "--multirun" in argv
     if int(os.environ.get("WORLD_SIZE", "1")) < 2 or multirun or any(a.startswith("hydra.run.dir=") for a in argv):
         return argv

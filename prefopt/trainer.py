@@ -10,6 +10,8 @@ reference to the previous stage's model.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import time
 from dataclasses import replace
@@ -40,6 +42,7 @@ from prefopt.modules.hand_aware.sources import hand_masks
 from prefopt.objectives import objective_inputs
 from prefopt.tracking import Tracker
 
+log = logging.getLogger("prefopt")
 ROUND_SEED_STRIDE = 1000  # round r draws its pool with data.seed + 1000 r
 SYNTH_HANDS = ("synth", "renders", "mix")  # datasets whose models the SynthHands evaluation scores
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}  # of the frozen weights
@@ -154,6 +157,12 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         mixed_precision=trainer.mixed_precision, cpu=trainer.cpu,
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=trainer.gradient_accumulation_steps, sync_with_dataloader=False))
+    log.info("accelerate: %s, %d process(es), mixed precision %s, device %s", accelerator.distributed_type.value,
+             accelerator.num_processes, accelerator.mixed_precision, accelerator.device)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:  # e.g. `accelerate launch --cpu --num_processes 2`: N lone copies
+        raise ConfigError(f"the launcher started {launched} processes but accelerate joined {accelerator.num_processes}; "
+                          f"on CPU use ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {launched}")
     guard_run_dir(run_dir, trainer.resume, trainer.overwrite, remove=accelerator.is_main_process)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
@@ -219,7 +228,7 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
 
         ema = EMAModel(trainable, decay=trainer.ema_decay)
         accelerator.register_for_checkpointing(ema)
-    reference = Reference(policy, lora=cfg.lora.enabled, dtype=weight_dtype) if "ref_err" in inputs else None
+    reference = Reference(policy, lora=cfg.lora.enabled, dtype=weight_dtype, network=model) if "ref_err" in inputs else None
     process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling)
     shard = (accelerator.process_index, accelerator.num_processes)
     set_seed(cfg.seed)  # the same RNG on every process: each draws the global batch's noise and keeps its rows

@@ -67,3 +67,20 @@ def test_two_processes_match_one_process_with_the_doubled_batch(objective, tmp_p
         assert row_one["loss"] == pytest.approx(row_two["loss"], rel=1e-4, abs=0)  # DPO: beta 500 times those weights
     up = [k for k in a if ".lora.up." in k or "lora_B" in k]
     assert min(float(a[k].abs().max()) for k in up) > 1e-4  # trained: the zero-initialized half moved
+
+
+def test_processes_that_do_not_join_one_group_stop_with_the_remedy(tmp_path, model_cache, monkeypatch):
+    """`accelerate launch --cpu --num_processes 2` (or an FSDP config on CPU) starts 2 lone copies
+    that would each train alone into the same run dir; the launcher's WORLD_SIZE gives them away."""
+    from hydra import compose, initialize_config_dir
+
+    from prefopt.cli import to_config
+    from prefopt.errors import ConfigError
+    from prefopt.trainer import train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
+        cfg = to_config(compose("config", overrides=[*COMMON, "objective=dpo"]))
+    with pytest.raises(ConfigError, match="started 2 processes but accelerate joined 1; on CPU use ACCELERATE_USE_CPU=1"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

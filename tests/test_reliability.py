@@ -354,3 +354,37 @@ def test_sigterm_writes_a_checkpoint_and_resume_finishes(tmp_path):
     assert result.returncode == 0, result.stderr
     steps = [r["step"] for r in _metrics(run_dir)]
     assert steps == list(range(1, stopped_at + 4))
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(tmp_path):
+    """SIGKILL gives no chance to save: resume starts from the last periodic checkpoint and replays
+    the data order and RNG from there; the final LoRA equals an uninterrupted run's (atol 1e-6)."""
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "PREFOPT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "prefopt.train", *FAST, "objective=dpo", "trainer.max_steps=40",
+            "trainer.checkpoint_every=4", "trainer.learning_rate=1e-3"]
+    straight = subprocess.run([*base, f"hydra.run.dir={tmp_path / 'straight'}"], capture_output=True, text=True,
+                              env=env, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen([*base, f"hydra.run.dir={run_dir}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(int(p.name.split("_")[1]) >= 8 for p in checkpoints.checkpoint_dirs(run_dir)):
+        time.sleep(0.05)
+    process.kill()  # SIGKILL, mid-step
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    killed_at = max(int(p.name.split("_")[1]) for p in checkpoints.checkpoint_dirs(run_dir))
+    assert 8 <= killed_at < 40 and not (run_dir / "final").exists()
+    resumed = subprocess.run([*base, "trainer.resume=auto", f"hydra.run.dir={run_dir}"], capture_output=True,
+                             text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["step"] for r in _metrics(run_dir)] == list(range(1, 41))
+    a = load_file(tmp_path / "straight" / "final" / "pytorch_lora_weights.safetensors")
+    b = load_file(run_dir / "final" / "pytorch_lora_weights.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+    assert max(float(a[k].abs().max()) for k in a if ".lora.up." in k or "lora_B" in k) > 1e-3  # it trained

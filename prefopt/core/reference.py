@@ -45,8 +45,12 @@ def adapters_disabled(model: torch.nn.Module):
 class Reference:
     """``with reference() as network:`` yields the module that computes reference predictions."""
 
-    def __init__(self, policy: torch.nn.Module, lora: bool, dtype: torch.dtype = torch.float32):
+    def __init__(self, policy: torch.nn.Module, lora: bool, dtype: torch.dtype = torch.float32,
+                 network: torch.nn.Module | None = None):
+        """``policy``: the model; ``network``: what runs it, when a wrapper must (FSDP gathers the
+        shards in its own forward); the adapters are switched on ``policy``."""
         self.policy = policy
+        self.network = policy if network is None else network
         self.lora = lora
         self.dtype = dtype  # of the frozen copy (half precision under mixed precision)
         self.frozen = None if lora else self._freeze(policy)
@@ -58,7 +62,7 @@ class Reference:
     def __call__(self):
         if self.lora:
             with adapters_disabled(self.policy):
-                yield self.policy
+                yield self.network
         else:
             yield self.frozen
 

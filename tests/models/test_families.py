@@ -200,3 +200,45 @@ def test_family_misconfigurations_are_one_line(case, message, pipelines, manifes
     assert message in text and "\n" not in text
     if case != "no_path":
         assert isinstance(error.value, ConfigError)
+
+
+def _spy_on_the_model(monkeypatch) -> dict:
+    """The trained model's parameter dtypes and checkpointing flag, as the loop's first step sees them."""
+    import prefopt.trainer as trainer_module
+
+    seen, original = {}, trainer_module.batch_loss
+
+    def spy(objective, model, *args, **kwargs):
+        if not seen:
+            named = list(model.named_parameters())
+            seen.update(base={p.dtype for n, p in named if "lora" not in n},
+                        lora={p.dtype for n, p in named if "lora" in n},
+                        checkpointing=model.is_gradient_checkpointing)
+        return original(objective, model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "batch_loss", spy)
+    return seen
+
+
+def test_bf16_keeps_the_frozen_base_in_half_precision_and_trains_the_adapter_in_fp32(
+        pipelines, manifests, model_cache, tmp_path, monkeypatch):
+    seen = _spy_on_the_model(monkeypatch)
+    summary = train(_config("objective=dpo", "trainer.mixed_precision=bf16", *_overrides("sd15", pipelines, manifests)),
+                    tmp_path / "run")
+    assert seen["base"] == {torch.bfloat16} and seen["lora"] == {torch.float32}
+    assert np.isfinite(summary["loss"])
+    weights = load_file(str(tmp_path / "run" / "final" / "pytorch_lora_weights.safetensors"))
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
+def test_gradient_checkpointing_changes_memory_not_results(pipelines, manifests, model_cache, tmp_path, monkeypatch):
+    runs = {}
+    for flag in (True, False):
+        seen = _spy_on_the_model(monkeypatch)
+        train(_config("objective=dpo", f"model.gradient_checkpointing={flag}", *_overrides("sd15", pipelines, manifests)),
+              tmp_path / str(flag))
+        assert seen["checkpointing"] is flag
+        runs[flag] = load_file(str(tmp_path / str(flag) / "final" / "pytorch_lora_weights.safetensors"))
+        monkeypatch.undo()
+    for key in runs[True]:
+        torch.testing.assert_close(runs[True][key], runs[False][key], rtol=0, atol=1e-6)
