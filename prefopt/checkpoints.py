@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from prefopt.data import PreferenceDataset
+from prefopt.data.preference import flatten, unflatten
 from prefopt.errors import ConfigError
 
 log = logging.getLogger("prefopt")
@@ -144,9 +145,10 @@ ROUND_PREFIX, REFERENCE_PREFIX = "round/", "reference/"  # checkpoint extras
 
 
 def pack_round(datasets: dict) -> dict[str, torch.Tensor]:
-    """A round's model-made datasets as flat tensors for a checkpoint (``round/<stage>/<field>``)."""
+    """A round's model-made datasets as flat tensors for a checkpoint (``round/<stage>/<field>``,
+    condition tensors as ``round/<stage>/cond.<name>``)."""
     return {f"{ROUND_PREFIX}{stage}/{key}": value for stage, dataset in datasets.items()
-            for key, value in dataset.fields.items()}
+            for key, value in {**dataset.fields, **flatten(dataset.cond or {}, "cond.")}.items()}
 
 
 def unpack_round(extra: dict[str, torch.Tensor], datasets: dict) -> dict:
@@ -158,8 +160,12 @@ def unpack_round(extra: dict[str, torch.Tensor], datasets: dict) -> dict:
             fields.setdefault(None if stage == "None" else stage, {})[name] = value
     if not fields:
         return datasets
-    return {stage: PreferenceDataset(**values, name=datasets[stage].name if stage in datasets else "data")
-            for stage, values in fields.items()}
+    rebuilt = {}
+    for stage, values in fields.items():
+        cond = unflatten({k[len("cond."):]: v for k, v in values.items() if k.startswith("cond.")}) or None
+        rebuilt[stage] = PreferenceDataset(**{k: v for k, v in values.items() if not k.startswith("cond.")},
+                                           name=datasets[stage].name if stage in datasets else "data", cond=cond)
+    return rebuilt
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from prefopt.data.preference import PreferenceDataset, _flat
+from prefopt.data.preference import PreferenceDataset, flatten, unflatten
 from prefopt.errors import ConfigError
 
 log = logging.getLogger("prefopt")
@@ -35,17 +35,6 @@ def _key(dataset: PreferenceDataset, path: Path, family: str, dtype: torch.dtype
     return digest.hexdigest()[:24]
 
 
-def _unflat(flat: dict[str, torch.Tensor]) -> dict:
-    tree: dict = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = tree
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return tree
-
-
 @torch.no_grad()
 def _encode(dataset: PreferenceDataset, fam, pipe, batch_size: int) -> dict[str, torch.Tensor]:
     """``{"winner": latents, "loser": latents, "cond.<name>": tensors}``, all on the CPU."""
@@ -57,7 +46,7 @@ def _encode(dataset: PreferenceDataset, fam, pipe, batch_size: int) -> dict[str,
         rows = slice(start, start + batch_size)
         for key in keys:
             out.setdefault(key, []).append(fam.latents(pipe, dataset.fields[key][rows]).float().cpu())
-        for key, value in _flat(fam.prompts(pipe, prompts[rows], (height, width))).items():
+        for key, value in flatten(fam.prompts(pipe, prompts[rows], (height, width))).items():
             out.setdefault(f"cond.{key}", []).append(value.float().cpu())
     return {key: torch.cat(parts) for key, parts in out.items()}
 
@@ -87,7 +76,7 @@ def encode_dataset(dataset: PreferenceDataset, fam, path: Path, denoiser, cache_
         tmp = cache.with_name(f"{cache.stem}.tmp{os.getpid()}.safetensors")
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         os.replace(tmp, cache)
-    cond = _unflat({k[len("cond."):]: v for k, v in tensors.items() if k.startswith("cond.")})
+    cond = unflatten({k[len("cond."):]: v for k, v in tensors.items() if k.startswith("cond.")})
     latent_shape = tuple(tensors["winner"].shape[1:])
     masks = {k: fit_to_sample(v, latent_shape, dilate, dataset.name)
              for k, v in dataset.fields.items() if k.startswith("mask_")}

@@ -29,7 +29,7 @@ class PreferenceDataset(Dataset):
         self.cond = cond
         if prompts is not None and len(prompts) != len(winner):
             raise ConfigError(f"{name}: {len(prompts)} prompts for {len(winner)} rows")
-        for key, value in _flat(cond or {}).items():
+        for key, value in flatten(cond or {}).items():
             if len(value) != len(winner):
                 raise ConfigError(f"{name}: cond {key} has {len(value)} rows, winner has {len(winner)}")
         fields = {"winner": winner, "loser": loser, "reward_w": reward_w, "reward_l": reward_l,
@@ -94,15 +94,27 @@ class PreferenceDataset(Dataset):
         return item
 
 
-def _flat(tree: dict, prefix: str = "") -> dict[str, torch.Tensor]:
-    """A nested dict of tensors as ``{"a.b": tensor}``."""
+def flatten(tree: dict, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A nested dict of tensors as ``{"a.b": tensor}`` (safetensors files hold flat dicts)."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def unflatten(flat: dict[str, torch.Tensor]) -> dict:
+    """The inverse of :func:`flatten`."""
+    tree: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return tree
 
 
 def _index(tree: dict, index: int) -> dict:

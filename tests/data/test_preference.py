@@ -28,3 +28,20 @@ def test_good_pairs_are_items():
     data = PreferenceDataset(W, L, torch.ones(3), torch.zeros(3))
     assert data.paired and len(data) == 3 and data.sample_shape == (3, 4, 4)
     assert set(data[0]) == {"winner", "loser", "reward_w", "reward_l"}
+
+
+def test_condition_tensors_survive_a_checkpoint_of_the_round():
+    """A latent model's dataset carries nested condition tensors (SDXL's added_cond_kwargs); a
+    round's checkpoint stores them flat and resume rebuilds them, item by item."""
+    from prefopt.checkpoints import pack_round, unpack_round
+
+    cond = {"encoder_hidden_states": torch.randn(3, 4, 8),
+            "added_cond_kwargs": {"text_embeds": torch.randn(3, 8), "time_ids": torch.arange(18.).view(3, 6)}}
+    dataset = PreferenceDataset(torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2), cond=cond)
+    packed = pack_round({None: dataset})
+    assert "round/None/cond.added_cond_kwargs.time_ids" in packed
+    rebuilt = unpack_round(packed, {None: dataset})[None]
+    item = rebuilt[2]
+    assert torch.equal(item["cond"]["added_cond_kwargs"]["time_ids"], torch.arange(12., 18.))
+    assert torch.equal(item["cond"]["encoder_hidden_states"], cond["encoder_hidden_states"][2])
+    assert torch.equal(rebuilt.fields["loser"], dataset.fields["loser"])
