@@ -146,7 +146,15 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     Guards: a step whose loss or gradient is not finite is skipped (no update) and counted;
     ``trainer.max_nonfinite_steps`` in a row stop the run, leaving the last checkpoint as it was.
     SIGTERM (preemption) writes a checkpoint at the end of the current step and stops
-    (:class:`Preempted`); ``trainer.resume=auto`` continues from the newest checkpoint that loads."""
+    (:class:`Preempted`); ``trainer.resume=auto`` continues from the newest checkpoint that loads.
+    However it ends, accelerate's process-wide state is released for the next run in this process."""
+    try:
+        return _train(cfg, run_dir, config_dict)
+    finally:
+        _release_accelerate_state()
+
+
+def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import GradientAccumulationPlugin, set_seed
     from diffusers.optimization import get_scheduler
@@ -382,7 +390,6 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
         stop.restore()
         progress.close()
         tracker.close()
-        _release_accelerate_state()
 
 
 def _release_accelerate_state() -> None:
