@@ -186,7 +186,7 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
         """Pixels and prompts as VAE latents and text embeddings (model families), cached on disk."""
         from prefopt.data.latents import encode_dataset
 
-        return encode_dataset(dataset, bundle.family, bundle.path, bundle.denoiser, cache_root() / "latents",
+        return encode_dataset(dataset, bundle.family, bundle.path, cache_root() / "latents",
                               accelerator.device, weight_dtype, dilate=cfg.hand_aware.dilate)
 
     def round_data(r: int, source) -> dict:

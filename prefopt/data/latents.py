@@ -51,14 +51,14 @@ def _encode(dataset: PreferenceDataset, fam, pipe, batch_size: int) -> dict[str,
     return {key: torch.cat(parts) for key, parts in out.items()}
 
 
-def encode_dataset(dataset: PreferenceDataset, fam, path: Path, denoiser, cache_dir: Path,
+def encode_dataset(dataset: PreferenceDataset, fam, path: Path, cache_dir: Path,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, batch_size: int = 8,
                    dilate: int = 0) -> PreferenceDataset:
     """``dataset`` (pixels in [-1, 1], prompts) as latents and condition tensors, from the cache
     when it holds them. ``dilate``: latent cells by which the fitted hand masks grow."""
     from safetensors.torch import load_file, save_file
 
-    from prefopt.models.families import load_pipeline
+    from prefopt.models.families import load_encoders
     from prefopt.modules.hand_aware.sources import fit_to_sample
 
     if "cache_key" not in dataset.info:
@@ -68,7 +68,7 @@ def encode_dataset(dataset: PreferenceDataset, fam, path: Path, denoiser, cache_
     if cache.is_file():
         tensors = load_file(str(cache))
     else:
-        pipe = load_pipeline(fam, Path(path), denoiser, dtype).to(device)
+        pipe = load_encoders(fam, Path(path), dtype).to(device)
         log.info("encoding %d rows of %s with the VAE and text encoder of %s", len(dataset), dataset.name, path)
         tensors = _encode(dataset, fam, pipe, batch_size)
         del pipe

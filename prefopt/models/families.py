@@ -55,10 +55,9 @@ def _sdxl_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
     """SDXL's two text encoders, pooled embedding and size/crop micro-conditioning (uncropped, at ``size``)."""
     embeds, _, pooled, _ = pipe.encode_prompt(texts, device=pipe.device, num_images_per_prompt=1,
                                               do_classifier_free_guidance=False)
-    time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=embeds.dtype,
-                                      text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
+    time_ids = torch.tensor([[*size, 0, 0, *size]], dtype=embeds.dtype, device=embeds.device)  # as its pipeline builds them
     return {"encoder_hidden_states": embeds,
-            "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids.repeat(len(texts), 1).to(embeds.device)}}
+            "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids.repeat(len(texts), 1)}}
 
 
 def _wan_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
@@ -139,7 +138,7 @@ def pipeline_class(path: Path):
     return cls
 
 
-def load_pipeline(fam: Family, path: Path, denoiser: torch.nn.Module, dtype: torch.dtype = torch.float32):
-    """The family's pipeline from ``path`` around an already loaded ``denoiser`` (not loaded twice)."""
-    return pipeline_class(path).from_pretrained(str(path), torch_dtype=dtype, **{fam.denoiser: denoiser},
+def load_encoders(fam: Family, path: Path, dtype: torch.dtype = torch.float32):
+    """The family's pipeline from ``path`` with its VAE and text encoders only (no denoiser)."""
+    return pipeline_class(path).from_pretrained(str(path), torch_dtype=dtype, **{fam.denoiser: None},
                                                 **dict(fam.load_kwargs))

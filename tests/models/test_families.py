@@ -134,8 +134,8 @@ def test_cached_latents_are_the_pipelines_own_encoding(pipelines, manifests, mod
     cfg = _config("objective=dpo", *_overrides("sd15", pipelines, manifests))
     bundle = build_model(cfg.model)
     pixels = build_dataset(cfg.data, paired=True)
-    encoded = encode_dataset(pixels, bundle.family, bundle.path, bundle.denoiser, tmp_path / "latents")
-    again = encode_dataset(pixels, bundle.family, bundle.path, bundle.denoiser, tmp_path / "latents")
+    encoded = encode_dataset(pixels, bundle.family, bundle.path, tmp_path / "latents")
+    again = encode_dataset(pixels, bundle.family, bundle.path, tmp_path / "latents")
     assert len(list((tmp_path / "latents").iterdir())) == 1 and torch.equal(encoded.fields["winner"], again.fields["winner"])
     pipe = DiffusionPipeline.from_pretrained(pipelines["sd15"])
     with torch.no_grad():
@@ -158,7 +158,7 @@ def test_sdxl_conditions_on_pooled_text_and_size(pipelines, manifests, model_cac
 
     cfg = _config("objective=dpo", *_overrides("sdxl", pipelines, manifests))
     bundle = build_model(cfg.model)
-    encoded = encode_dataset(build_dataset(cfg.data, paired=True), bundle.family, bundle.path, bundle.denoiser,
+    encoded = encode_dataset(build_dataset(cfg.data, paired=True), bundle.family, bundle.path,
                              tmp_path / "latents")
     added = encoded.cond["added_cond_kwargs"]
     assert encoded.cond["encoder_hidden_states"].shape == (4, 16, 64)  # both encoders' states, concatenated
