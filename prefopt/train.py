@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prefopt.cli import check_overrides, to_config
 from prefopt.errors import ConfigError
+from prefopt.launch import shared_run_dir
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, what schedulers expect of a job stopped by it
@@ -50,23 +51,6 @@ def app(cfg: DictConfig) -> float:
         for result in summary.get("eval", {}).values():
             console.print(describe(result), highlight=False)
     return summary["loss"]
-
-
-def shared_run_dir(argv: list[str]) -> list[str]:
-    """Under ``accelerate launch`` every process must write to the same run dir (hydra#2070): unless
-    the command names it, rank 0's timestamp, broadcast, makes Hydra's default ``outputs/<day>/<time>``."""
-    multirun = "-m" in argv or "--multirun" in argv
-    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or multirun or any(a.startswith("hydra.run.dir=") for a in argv):
-        return argv
-    import time
-
-    from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list, parse_flag_from_env
-
-    # joins the launcher's process group; as Accelerator() would, read ACCELERATE_USE_CPU (else: one process)
-    PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    stamp = broadcast_object_list([time.strftime("%Y-%m-%d/%H-%M-%S")])[0]
-    return [*argv, f"hydra.run.dir=outputs/{stamp}"]
 
 
 def main() -> None:

@@ -10,8 +10,6 @@ reference to the previous stage's model.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import signal
 import time
 from dataclasses import replace
@@ -35,14 +33,14 @@ from prefopt.core import NoiseProcess, Reference, preference_errors
 from prefopt.data import build_dataset
 from prefopt.data.synth import cache_root
 from prefopt.errors import ConfigError, Preempted, TrainingError
-from prefopt.models import ModelBundle, add_lora, build_model, export_lora, save_lora
+from prefopt.launch import make_accelerator, release_state
+from prefopt.models import ModelBundle, add_lora, build_model, save_weights
 from prefopt.modules.hand_aware import HandAware
 from prefopt.modules.hand_aware.grid import region_weights
 from prefopt.modules.hand_aware.sources import hand_masks
 from prefopt.objectives import objective_inputs
 from prefopt.tracking import Tracker
 
-log = logging.getLogger("prefopt")
 ROUND_SEED_STRIDE = 1000  # round r draws its pool with data.seed + 1000 r
 SYNTH_HANDS = ("synth", "renders", "mix")  # datasets whose models the SynthHands evaluation scores
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}  # of the frozen weights
@@ -129,17 +127,6 @@ def batch_loss(objective, model, reference, process, batch: dict, hand_aware: Ha
     return loss, metrics
 
 
-def save_weights(model, lora: bool, directory: Path, bundle: ModelBundle | None = None) -> None:
-    """LoRA runs save the adapter (diffusers format; for a model family, the pipeline's LoRA format
-    that ``pipe.load_lora_weights`` reads), full runs the whole model (safetensors)."""
-    if lora and bundle is not None and bundle.family is not None:
-        export_lora(model, bundle.family, bundle.path, directory)
-    elif lora:
-        save_lora(model, directory)
-    else:
-        model.save_pretrained(directory, safe_serialization=True)
-
-
 def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     """Train ``cfg.objective``; write checkpoints and ``metrics.jsonl`` under ``run_dir``.
 
@@ -151,26 +138,16 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     try:
         return _train(cfg, run_dir, config_dict)
     finally:
-        _release_accelerate_state()
+        release_state()
 
 
 def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import GradientAccumulationPlugin, set_seed
+    from accelerate.utils import set_seed
     from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
 
     trainer = cfg.trainer
-    accelerator = Accelerator(
-        mixed_precision=trainer.mixed_precision, cpu=trainer.cpu,
-        gradient_accumulation_plugin=GradientAccumulationPlugin(
-            num_steps=trainer.gradient_accumulation_steps, sync_with_dataloader=False))
-    log.info("accelerate: %s, %d process(es), mixed precision %s, device %s", accelerator.distributed_type.value,
-             accelerator.num_processes, accelerator.mixed_precision, accelerator.device)
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != accelerator.num_processes:  # e.g. `accelerate launch --cpu --num_processes 2`: N lone copies
-        raise ConfigError(f"the launcher started {launched} processes but accelerate joined {accelerator.num_processes}; "
-                          f"on CPU use ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {launched}")
+    accelerator = make_accelerator(trainer)
     guard_run_dir(run_dir, trainer.resume, trainer.overwrite, remove=accelerator.is_main_process)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
@@ -391,11 +368,3 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
         progress.close()
         tracker.close()
 
-
-def _release_accelerate_state() -> None:
-    """accelerate keeps its state in process-wide singletons; forget it (not the process group) so
-    the next run of a multirun in this process may choose another mixed precision or accumulation."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state()
-    GradientState._reset_state()

@@ -19,6 +19,7 @@ import torch
 
 from prefopt.errors import ConfigError
 from prefopt.models.families import Family, family, pipeline_class
+from prefopt.models.lora import add_lora, export_lora, load_lora, save_lora
 from prefopt.models.tiny import materialize
 
 
@@ -72,8 +73,6 @@ def build_model(cfg) -> ModelBundle:
 
 def load_trained(bundle: ModelBundle, lora_cfg, final_dir: Path) -> torch.nn.Module:
     """The denoiser a run saved in ``final_dir``: the base with its LoRA adapter, or the full model."""
-    from prefopt.models.lora import add_lora, load_lora
-
     final_dir = Path(final_dir)
     if not final_dir.is_dir():
         raise ConfigError(f"{final_dir}: no final weights (did the run finish?)")
@@ -84,3 +83,14 @@ def load_trained(bundle: ModelBundle, lora_cfg, final_dir: Path) -> torch.nn.Mod
         add_lora(bundle.denoiser, lora_cfg.rank, lora_cfg.alpha, lora_cfg.target_modules)
         return load_lora(bundle.denoiser, final_dir)
     return type(bundle.denoiser).from_pretrained(final_dir)
+
+
+def save_weights(model, lora: bool, directory: Path, bundle: ModelBundle | None = None) -> None:
+    """LoRA runs save the adapter (diffusers format; for a model family, the pipeline's LoRA format
+    that ``pipe.load_lora_weights`` reads), full runs the whole model (safetensors)."""
+    if lora and bundle is not None and bundle.family is not None:
+        export_lora(model, bundle.family, bundle.path, directory)
+    elif lora:
+        save_lora(model, directory)
+    else:
+        model.save_pretrained(directory, safe_serialization=True)
