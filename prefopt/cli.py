@@ -4,13 +4,16 @@ command line asks for and turn any error into one line that names the key."""
 from __future__ import annotations
 
 import itertools
+import os
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from prefopt.config import Config
 
 MAX_CHECKED_JOBS = 256
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def to_config(cfg: DictConfig) -> Config:
@@ -75,8 +78,24 @@ def run_app(app, conf_dir: str, config_name: str) -> None:
     from prefopt.errors import ConfigError
 
     check_overrides(conf_dir, sys.argv[1:], config_name=config_name)
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # errors reach the except below instead of Hydra's report
     try:
         app()
     except ConfigError as error:
         sys.stderr.write(f"prefopt: error: {error}\n")
         sys.exit(2)
+
+
+def command(config_name: str, run):
+    """The ``main`` of a ``python -m prefopt.<command>`` whose Hydra config is ``conf/<config_name>.yaml``:
+    ``run`` gets the typed config; a bad key or a ConfigError is one line and exit status 2."""
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)
+    def app(cfg: DictConfig) -> None:
+        run(to_config(cfg))
+
+    def main() -> None:
+        run_app(app, CONF_DIR, config_name)
+
+    return main

@@ -90,7 +90,8 @@ class DataConfig:
     sample_steps: int = 30  # synth: sampling steps of the pool
     sdedit_strength: float = 0.5  # synth, HG-DPO normal stage: how far real renders are noised
     good_fraction: float = 0.4  # mix: share of good hands
-    path: str | None = None  # files: the JSONL manifest
+    path: str | None = None  # files: the JSONL manifest (or a Pick-a-Pic-style .parquet of pairs)
+    stages: dict[str, str] = field(default_factory=dict)  # files, HG-DPO: a manifest per stage (easy, normal, hard)
     num_frames: int | None = None  # files: frames every video must have (null: images, or any equal count)
     on_bad: str = "fail"  # files: fail at the first bad row, or skip bad rows (logged)
 
@@ -214,12 +215,93 @@ class EvaluateConfig:
         _positive("steps", self.steps)
 
 
+@dataclass
+class PromptsConfig:
+    """``prefopt.generate``'s prompts: a ``.txt`` file (one per line) or a ``.jsonl`` file of rows with a
+    ``prompt`` and optional conditions (a reference image, a pose video: paths relative to the file)."""
+
+    prompts: str = MISSING
+    samples_per_prompt: int = 4
+    seed: int = 0  # sample j of prompt i is drawn with seed + i * samples_per_prompt + j
+    conditions: list[str] = field(default_factory=list)  # .jsonl keys passed to the pipeline (image/video files loaded)
+
+    def __post_init__(self):
+        _positive("data.samples_per_prompt", self.samples_per_prompt)
+
+
+@dataclass
+class GenerateConfig:
+    """``python -m prefopt.generate``: sample a local diffusers pipeline into ``out`` (files + ``samples.jsonl``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: PromptsConfig = field(default_factory=PromptsConfig)
+    out: str = MISSING
+    pipeline: str | None = None  # a diffusers pipeline class over the folder's own (e.g. StableDiffusionImg2ImgPipeline)
+    adapter: str | None = None  # a LoRA folder (a run's final/), loaded with the pipeline's load_lora_weights
+    lora: LoraConfig = field(default_factory=LoraConfig)  # set by the model groups; the sampler does not read it
+    batch_size: int = 4
+    steps: int = 30
+    guidance_scale: float | None = None  # null: the pipeline's default
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None  # video pipelines (null: the pipeline's default)
+    fps: int = 8
+    dtype: str = "float32"
+    pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for key in ("batch_size", "steps", "fps"):
+            _positive(key, getattr(self, key))
+        _one_of("dtype", self.dtype, ("float32", "bfloat16", "float16"))
+
+
+@dataclass
+class ScoreConfig:
+    """``python -m prefopt.score``: add a reward's scores to a sample manifest (in place, resumable)."""
+
+    manifest: str = MISSING
+    reward: Any = MISSING  # {_target_: ...}: a callable (samples, prompts) -> (B,) or {dim: (B,)} in [0, 1]
+    batch_size: int = 16
+    overwrite: bool = False  # re-score rows that already have a score
+    save_every: int = 256  # rows between atomic rewrites of the manifest
+
+    def __post_init__(self):
+        _positive("batch_size", self.batch_size)
+        _positive("save_every", self.save_every)
+
+
+@dataclass
+class CurateConfig:
+    """``python -m prefopt.curate``: a scored manifest -> the training manifest one objective needs."""
+
+    manifest: str = MISSING
+    method: str = MISSING  # the objective it is for: ipa | sft (top samples) | dpo | gapo (pairs) | hgdpo (stage sets)
+    out: str | None = None  # null: <manifest folder>/<method>/
+    fraction: float = 0.25  # ipa/sft: the top fraction of scored samples
+    threshold: float | None = None  # ipa/sft: keep score >= threshold instead
+    pairing: str = "best_worst"  # dpo/gapo: best_worst (per prompt) | all (every pair of a prompt)
+    min_gap: float = 0.0  # pairs with s_w - s_l <= min_gap are ties, dropped
+    real: str | None = None  # hgdpo: JSONL of real images, {"image": path, "prompt": ...}; row i <-> prompt i
+    recon: str | None = None  # hgdpo: generated manifest of part-noised reconstructions of the real images
+
+    def __post_init__(self):
+        _one_of("method", self.method, ("ipa", "sft", "dpo", "gapo", "hgdpo"))
+        _one_of("pairing", self.pairing, ("best_worst", "all"))
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.min_gap < 0:
+            raise ConfigError(f"min_gap must be >= 0, got {self.min_gap}")
+
+
 def register() -> None:
     OmegaConf.register_new_resolver("prefopt.asset", lambda name: str(ASSETS / name), replace=True)
     store = ConfigStore.instance()
     store.store(name="prefopt_schema", node=Config)
     store.store(name="prefopt_pretrain_schema", node=PretrainConfig)
     store.store(name="prefopt_evaluate_schema", node=EvaluateConfig)
+    store.store(name="prefopt_generate_schema", node=GenerateConfig)
+    store.store(name="prefopt_score_schema", node=ScoreConfig)
+    store.store(name="prefopt_curate_schema", node=CurateConfig)
     for name, objective in REGISTRY.items():
         store.store(group="schema/objective", name=name, node=objective)
 
