@@ -6,6 +6,9 @@ One JSON object per line; paths are relative to the manifest's folder:
     {"winner": "clips/0002.mp4"}                     # unpaired (SFT, IPA); videos: data.num_frames
     {"winner": "a.png", "loser": "b.png", "prompt": "a hand waving"}   # text-conditioned models
 
+A ``.parquet`` path is read as Pick-a-Pic-style pairs (prefopt/data/pickapic.py: ties dropped,
+winners first); ``data.stages`` gives HG-DPO one manifest per curriculum stage.
+
 ``prompt`` is optional (missing: the empty prompt); latent model families encode it with their
 text encoders (prefopt/data/latents.py).
 
@@ -28,7 +31,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -50,6 +53,7 @@ class Report:
     problems: list[str] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)  # one per kept row
     key: str = ""  # the cache key: the manifest, its files and the decoding settings
+    ties: int = 0  # Pick-a-Pic-style pairs: comparisons dropped as ties
 
 
 def _decode(path: Path, size: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -97,8 +101,6 @@ def _reward(row: dict, key: str) -> float | None:
 
 def read_manifest(cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
     """Decode and validate every row of ``cfg.path``: (tensors of the kept rows, report)."""
-    from safetensors.torch import load_file, save_file
-
     from prefopt.data.synth import cache_root
 
     if not cfg.path:
@@ -106,6 +108,23 @@ def read_manifest(cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
     manifest = Path(cfg.path).expanduser()
     if not manifest.is_file():
         raise ConfigError(f"data.path: {manifest}: no such file")
+    if manifest.suffix == ".parquet":  # Pick-a-Pic-style pairs: converted once to a manifest of files
+        from prefopt.data.pickapic import convert
+
+        converted = convert(manifest, cache_root() / "pickapic")
+        tensors, report = _read_jsonl(converted.manifest, cfg, paired)
+        report.manifest, report.ties = str(manifest), converted.ties
+        report.rows += len(converted.problems) + converted.ties
+        report.problems = converted.problems + report.problems
+        return tensors, report
+    return _read_jsonl(manifest, cfg, paired)
+
+
+def _read_jsonl(manifest: Path, cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
+    from safetensors.torch import load_file, save_file
+
+    from prefopt.data.synth import cache_root
+
     lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
     key = _cache_key(manifest, lines, cfg, paired)
     cache = cache_root() / "data" / key
@@ -192,6 +211,11 @@ def read_manifest(cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
 
 
 def build_files(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:
+    if stage is not None and cfg.stages:
+        if stage not in cfg.stages:
+            raise ConfigError(f"data.stages.{stage}: no manifest for the {stage} stage (data.stages has "
+                              f"{', '.join(sorted(cfg.stages))})")
+        cfg = replace(cfg, path=cfg.stages[stage])
     tensors, report = read_manifest(cfg, paired)
     if report.rows == 0:
         raise ConfigError(f"data.path: {report.manifest}: the manifest has no rows")
@@ -203,6 +227,8 @@ def build_files(cfg, paired: bool, stage: str | None = None, model=None) -> Pref
                     report.manifest, "\n".join(report.problems))
     if not report.kept:
         raise ConfigError(f"data.path: {report.manifest}: no usable row (all {report.rows} are bad)")
+    if report.ties:
+        log.info("%s: dropped %d ties of %d comparisons", report.manifest, report.ties, report.rows)
     dataset = PreferenceDataset(**tensors, name=f"data.path={report.manifest}", prompts=report.prompts)
-    dataset.info["cache_key"] = report.key
+    dataset.info.update(cache_key=report.key, ties_dropped=report.ties)
     return dataset
