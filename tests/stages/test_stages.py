@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from commands import compose as _compose
+from commands import rows as _rows
 
-from prefopt.cli import CONF_DIR, to_config
 from prefopt.curate import curate
 from prefopt.generate import generate
 from prefopt.models import tiny_pipelines
@@ -21,15 +21,6 @@ from prefopt.score import score
 from prefopt.trainer import train
 
 PROMPTS, PER_PROMPT = 6, 3
-
-
-def _compose(name, *overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return to_config(compose(name, overrides=list(overrides)))
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
