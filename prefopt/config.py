@@ -94,6 +94,7 @@ class DataConfig:
     stages: dict[str, str] = field(default_factory=dict)  # files, HG-DPO: a manifest per stage (easy, normal, hard)
     num_frames: int | None = None  # files: frames every video must have (null: images, or any equal count)
     on_bad: str = "fail"  # files: fail at the first bad row, or skip bad rows (logged)
+    clips_per_motion: int = 2  # synth_anim: pool clips sampled under each driving motion (pairs are made within one)
 
     def __post_init__(self):
         _one_of("data.on_bad", self.on_bad, ("fail", "skip"))
@@ -102,10 +103,26 @@ class DataConfig:
         _positive("data.num_samples", self.num_samples)
         _positive("data.image_size", self.image_size)
         _positive("data.sample_steps", self.sample_steps)
+        _positive("data.clips_per_motion", self.clips_per_motion)
         if not 0 < self.sdedit_strength <= 1:
             raise ConfigError(f"data.sdedit_strength must be in (0, 1], got {self.sdedit_strength}")
         if not 0 <= self.good_fraction <= 1:
             raise ConfigError(f"data.good_fraction must be in [0, 1], got {self.good_fraction}")
+
+
+@dataclass
+class ModulationConfig:
+    """Temporal motion modulation (prefopt/modules/temporal_modulation.py) of a video denoiser built
+    from ``model.config`` (model=tiny_video): the motion condition, ``rate`` entries per video frame,
+    folded onto a latent grid with ``compression``x temporal compression."""
+
+    enabled: bool = False
+    compression: int = 1
+    rate: int = 1
+
+    def __post_init__(self):
+        _positive("modulation.compression", self.compression)
+        _positive("modulation.rate", self.rate)
 
 
 @dataclass
@@ -181,6 +198,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    modulation: ModulationConfig = field(default_factory=ModulationConfig)
     # a plain block because its key ``lambda`` is a Python keyword; validated into a HandAware
     hand_aware: Any = field(default_factory=lambda: dict(HAND_AWARE_DEFAULTS))
     seed: int = 0
@@ -190,6 +208,9 @@ class Config:
             self.hand_aware = HandAware.from_block(dict(self.hand_aware))
         if getattr(self.objective, "reference", "base") == "previous_stage" and self.lora.enabled:
             raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)
+        if self.modulation.enabled and self.model.denoiser_class != "MotionVideoModel":
+            raise ConfigError(f"modulation.enabled: {self.model.denoiser_class} takes no motion condition "
+                              "(model=tiny_video builds a MotionVideoModel)")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -129,6 +130,67 @@ def evaluate_model(denoiser, scheduler, name: str, out_dir: Path | None = None, 
     return result
 
 
+ANIMATION_DIMS = ("appearance", "consistency", "motion", "reward")
+
+
+def evaluate_clips(denoiser, scheduler, name: str, out_dir: Path | None = None, num_samples: int = 512,
+                   seed: int = EVAL_SEED, steps: int = 30, frames: int = 4, size: int = 16) -> dict:
+    """SynthHands Animation: ``num_samples`` clips, each under its own driving motion (drawn from
+    ``seed``), scored per dimension (prefopt/rewards/animation.py); mean and 95% interval of each,
+    the good-clip rate with a Wilson interval; ``<out_dir>/<name>.json`` and a PNG of 16 clips."""
+    from prefopt.data.synth import cache_root
+    from prefopt.rewards.animation import score_clips
+    from prefopt.sampling import generate, model_fingerprint
+    from prefopt.synth.animate import driving_angles, motion_condition
+
+    cond = motion_condition(driving_angles(num_samples, frames, torch.Generator().manual_seed(seed)), size)
+    key = f"{model_fingerprint(denoiser)}-anim-n{num_samples}-seed{seed}-steps{steps}-T{frames}"
+    cached = cache_root() / "eval" / f"{key}.json"
+    if cached.is_file():
+        result, clips = json.loads(cached.read_text()), None
+    else:
+        clips = generate(denoiser, scheduler, num_samples, seed=seed, steps=steps, sample_shape=(3, frames, size, size),
+                         cond={"motion": cond})
+        scores = score_clips(clips, cond)
+        rate, low, high = proportion_ci(int(scores.good.sum()), num_samples)
+        result = {"seed": seed, "steps": steps, "frames": frames, "num_samples": num_samples,
+                  "good_rate": rate, "good_rate_ci95": [low, high]}
+        for dim in ANIMATION_DIMS:
+            mean, low, high = mean_ci(getattr(scores, dim))
+            result.update({dim: mean, f"{dim}_ci95": [low, high]})
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(result, indent=1))
+    result = {"model": name, **result}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+        shown = min(16, num_samples)
+        if clips is None:
+            clips = generate(denoiser, scheduler, shown, seed=seed, steps=steps, sample_shape=(3, frames, size, size),
+                             cond={"motion": cond[:shown]})
+        good = score_clips(clips[:shown], cond[:shown]).good
+        save_grid(clips[:shown].transpose(1, 2).flatten(0, 1), good.repeat_interleave(frames),
+                  out_dir / f"{name}.png", columns=frames)
+    return result
+
+
+def describe_clips(result: dict) -> str:
+    dims = ", ".join(f"{dim} {result[dim]:.3f} [{result[dim + '_ci95'][0]:.3f}, {result[dim + '_ci95'][1]:.3f}]"
+                     for dim in ANIMATION_DIMS)
+    low, high = result["good_rate_ci95"]
+    return (f"{result['model']}: good clips {100 * result['good_rate']:.1f}% [{100 * low:.1f}, {100 * high:.1f}] "
+            f"of {result['num_samples']}; {dims}")
+
+
+def evaluator(data_cfg):
+    """How a dataset's models are scored: SynthHands clips (synth_anim, anim_mix) or hands."""
+    from prefopt.data.synth_anim import ANIMATION_DATA
+
+    if data_cfg.name in ANIMATION_DATA:
+        return partial(evaluate_clips, frames=data_cfg.num_frames or 4, size=data_cfg.image_size)
+    return evaluate_model
+
+
 def evaluate_against_base(cfg, policy, out_dir: Path) -> dict:
     """Score the base model of ``cfg`` (a Config; cached per machine) and the trained ``policy`` on
     the same seeds."""
@@ -136,8 +198,9 @@ def evaluate_against_base(cfg, policy, out_dir: Path) -> dict:
 
     base = build_model(cfg.model)
     kwargs = {"out_dir": out_dir, "num_samples": cfg.eval.num_samples, "seed": cfg.eval.seed, "steps": cfg.eval.steps}
-    return {"base": evaluate_model(base.denoiser, base.scheduler, "base", **kwargs),
-            "aligned": evaluate_model(policy, base.scheduler, "aligned", **kwargs)}
+    evaluate = evaluator(cfg.data)
+    return {"base": evaluate(base.denoiser, base.scheduler, "base", **kwargs),
+            "aligned": evaluate(policy, base.scheduler, "aligned", **kwargs)}
 
 
 def sample_table(cfg, policy, count: int = 16) -> list[dict]:
@@ -157,6 +220,8 @@ def sample_table(cfg, policy, count: int = 16) -> list[dict]:
 
 
 def describe(result: dict) -> str:
+    if "frames" in result:
+        return describe_clips(result)
     low, high = result["good_rate_ci95"]
     return (f"{result['model']}: good hands {100 * result['good_rate']:.1f}% "
             f"[{100 * low:.1f}, {100 * high:.1f}] of {result['num_samples']}, "

@@ -40,7 +40,7 @@ def export_model(final_dir: Path, scheduler, export: Path) -> Path:
 def app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from prefopt.evaluate import describe, evaluate_model
+    from prefopt.evaluate import describe, evaluator
     from prefopt.models import build_model
     from prefopt.trainer import train
 
@@ -53,7 +53,7 @@ def app(cfg: DictConfig) -> None:
     bundle = build_model(config.model)
     export_model(Path(summary["final_dir"]), bundle.scheduler, export)
     model = build_model(replace(config.model, path=str(export)))
-    result = evaluate_model(model.denoiser, model.scheduler, "pretrained", run_dir / "eval")
+    result = evaluator(config.data)(model.denoiser, model.scheduler, "pretrained", run_dir / "eval")
     (export / "pretrain.json").write_text(json.dumps({"command": "python -m prefopt.pretrain " + " ".join(sys.argv[1:]),
                                                       "seed": config.seed, "steps": summary["steps"],
                                                       "wall_s": summary["wall_s"], "final_loss": summary["loss"],

@@ -38,20 +38,22 @@ def model_fingerprint(denoiser: torch.nn.Module) -> str:
 
 
 @torch.no_grad()
-def _denoise(denoiser, training_scheduler, x: torch.Tensor, steps: int, start: int, batch_size: int) -> torch.Tensor:
+def _denoise(denoiser, training_scheduler, x: torch.Tensor, steps: int, start: int, batch_size: int,
+             cond: dict | None = None) -> torch.Tensor:
     """Integrate ``x`` (CPU) from sampling step ``start`` to the end, in eval mode and in chunks;
-    float32 on the CPU, clamped to [-1, 1]."""
+    float32 on the CPU, clamped to [-1, 1]. ``cond``: per-sample denoiser kwargs, (N, ...) tensors."""
     device = next(denoiser.parameters()).device
     was_training = denoiser.training
     denoiser.eval()
     out = []
     try:
-        for chunk in x.split(batch_size):
+        for first in range(0, len(x), batch_size):
             scheduler = sampling_scheduler(training_scheduler, steps)
-            chunk = chunk.to(device)
+            chunk = x[first:first + batch_size].to(device)
+            kwargs = {k: v[first:first + batch_size].to(device) for k, v in (cond or {}).items()}
             for timestep in scheduler.timesteps[start:]:
                 t = timestep.expand(chunk.shape[0]).to(device)
-                chunk = scheduler.step(denoiser(chunk, t).sample, timestep, chunk).prev_sample
+                chunk = scheduler.step(denoiser(chunk, t, **kwargs).sample, timestep, chunk).prev_sample
             out.append(chunk.float().cpu())
     finally:
         denoiser.train(was_training)
@@ -59,16 +61,16 @@ def _denoise(denoiser, training_scheduler, x: torch.Tensor, steps: int, start: i
 
 
 def generate(denoiser, training_scheduler, n: int, seed: int, steps: int = 30, batch_size: int = 512,
-             sample_shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """(n, C, H, W) samples clamped to [-1, 1], in float32 on the CPU."""
+             sample_shape: tuple[int, ...] | None = None, cond: dict | None = None) -> torch.Tensor:
+    """(n, C, H, W) (or ``sample_shape``) samples clamped to [-1, 1], in float32 on the CPU."""
     config = denoiser.config
     shape = sample_shape or (config.in_channels, config.sample_size, config.sample_size)
     noise = torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
-    return _denoise(denoiser, training_scheduler, noise, steps, 0, batch_size)
+    return _denoise(denoiser, training_scheduler, noise, steps, 0, batch_size, cond)
 
 
 def reconstruct(denoiser, training_scheduler, images: torch.Tensor, strength: float, seed: int,
-                steps: int = 30, batch_size: int = 512) -> torch.Tensor:
+                steps: int = 30, batch_size: int = 512, cond: dict | None = None) -> torch.Tensor:
     """SDEdit: noise ``images`` to ``strength`` in (0, 1] of the sampling schedule and denoise them."""
     scheduler = sampling_scheduler(training_scheduler, steps)
     start = steps - max(1, round(strength * steps))
@@ -78,4 +80,4 @@ def reconstruct(denoiser, training_scheduler, images: torch.Tensor, strength: fl
         noised = scheduler.scale_noise(images, timestep, noise)
     else:
         noised = scheduler.add_noise(images, noise, timestep)
-    return _denoise(denoiser, training_scheduler, noised, steps, start, batch_size)
+    return _denoise(denoiser, training_scheduler, noised, steps, start, batch_size, cond)

@@ -32,6 +32,7 @@ from prefopt.config import Config
 from prefopt.core import NoiseProcess, Reference, preference_errors
 from prefopt.data import build_dataset
 from prefopt.data.synth import cache_root
+from prefopt.data.synth_anim import ANIMATION_DATA
 from prefopt.errors import ConfigError, Preempted, TrainingError
 from prefopt.launch import make_accelerator, release_state
 from prefopt.models import ModelBundle, add_lora, build_model, save_weights
@@ -350,13 +351,13 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
         summary = {"objective": objective_name, "seed": cfg.seed, "data": cfg.data.name, **budget,
                    "steps": step, "skipped_steps": skipped, "wall_s": time.perf_counter() - started,
                    "final_dir": str(final_dir), **{k: v for k, v in logged.items() if k != "stage"}}
-        if cfg.eval.num_samples and cfg.data.name in SYNTH_HANDS and accelerator.is_main_process:
+        if cfg.eval.num_samples and cfg.data.name in SYNTH_HANDS + ANIMATION_DATA and accelerator.is_main_process:
             from prefopt.evaluate import evaluate_against_base, sample_table
 
             summary["eval"] = evaluate_against_base(cfg, policy, run_dir / "eval")
-            tracker.log({f"eval/{who}/{k}": r[k] for who, r in summary["eval"].items()
-                         for k in ("good_rate", "mean_reward", "independent_rate", "hand_quality", "err_in_hand", "err_out_hand")}, step)
-            if tracker.run is not None:
+            tracker.log({f"eval/{who}/{k}": v for who, r in summary["eval"].items() for k, v in r.items()
+                         if isinstance(v, float)}, step)
+            if tracker.run is not None and cfg.data.name in SYNTH_HANDS:
                 tracker.samples("samples", sample_table(cfg, policy))
         accelerator.wait_for_everyone()
         tracker.summary(summary)

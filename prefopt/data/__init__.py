@@ -8,9 +8,11 @@ are dicts: ``winner`` (C, H, W) or (C, T, H, W); for paired data also ``loser``,
 from prefopt.data.files import build_files
 from prefopt.data.preference import PreferenceDataset
 from prefopt.data.synth import build_mix, build_renders, build_synth
+from prefopt.data.synth_anim import build_anim_mix, build_synth_anim
 from prefopt.errors import ConfigError
 
-BUILDERS = {"synth": build_synth, "renders": build_renders, "mix": build_mix, "files": build_files}
+BUILDERS = {"synth": build_synth, "renders": build_renders, "mix": build_mix, "files": build_files,
+            "synth_anim": build_synth_anim, "anim_mix": build_anim_mix}
 
 
 def build_dataset(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:

@@ -79,16 +79,20 @@ def cache_root() -> Path:
     return Path(os.path.expanduser(os.environ.get("PREFOPT_CACHE", "~/.cache/prefopt")))
 
 
-def sample_pool(model, n: int, seed: int, steps: int) -> torch.Tensor:
-    """``n`` samples of ``model`` (a ModelBundle), cached under ``$PREFOPT_CACHE/samples``."""
+def sample_pool(model, n: int, seed: int, steps: int, sample_shape: tuple[int, ...] | None = None,
+                cond: dict | None = None, tag: str = "") -> torch.Tensor:
+    """``n`` samples of ``model`` (a ModelBundle), cached under ``$PREFOPT_CACHE/samples``; ``tag``
+    names what else decides them (a conditioned pool: how its conditions were drawn)."""
     from safetensors.torch import load_file, save_file
 
     from prefopt.sampling import generate, model_fingerprint
 
-    path = cache_root() / "samples" / f"{model_fingerprint(model.denoiser)}-n{n}-seed{seed}-steps{steps}.safetensors"
+    name = f"{model_fingerprint(model.denoiser)}-n{n}-seed{seed}-steps{steps}{tag}.safetensors"
+    path = cache_root() / "samples" / name
     if path.is_file():
         return load_file(path)["samples"]
-    samples = generate(model.denoiser, model.scheduler, n, seed=seed, steps=steps)
+    samples = generate(model.denoiser, model.scheduler, n, seed=seed, steps=steps, sample_shape=sample_shape,
+                       cond=cond)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file({"samples": samples.contiguous()}, tmp)

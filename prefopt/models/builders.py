@@ -31,17 +31,22 @@ class ModelBundle:
     family: Family | None = None
 
 
-def _diffusers_class(name: str, key: str):
+def diffusers_class(name: str, key: str):
+    """A diffusers class by name, or one of prefopt's own diffusers models (prefopt/models/video.py)."""
     import diffusers
 
     cls = getattr(diffusers, name, None)
+    if cls is None and key == "model.denoiser_class":
+        from prefopt.models.video import CLASSES
+
+        cls = CLASSES.get(name)
     if cls is None:
         raise ConfigError(f"{key}: diffusers has no class {name!r}")
     return cls
 
 
 def build_scheduler(cfg, path: Path):
-    scheduler_cls = _diffusers_class(cfg.scheduler_class, "model.scheduler_class")
+    scheduler_cls = diffusers_class(cfg.scheduler_class, "model.scheduler_class")
     overrides = {}
     if cfg.prediction_type and not hasattr(scheduler_cls, "scale_noise"):
         overrides["prediction_type"] = cfg.prediction_type
@@ -61,7 +66,7 @@ def build_model(cfg) -> ModelBundle:
         raise ConfigError(f"model.path: no such diffusers folder: {path}")
     if fam is not None:
         pipeline_class(path)  # a pipeline folder, named in one line if not
-    denoiser_cls = _diffusers_class(cfg.denoiser_class, "model.denoiser_class")
+    denoiser_cls = diffusers_class(cfg.denoiser_class, "model.denoiser_class")
     subfolder = cfg.subfolder or (fam.denoiser if fam else None)
     if subfolder and not (path / subfolder).is_dir():
         raise ConfigError(f"model.subfolder: {path} has no {subfolder}/ folder")

@@ -31,9 +31,9 @@ def materialize(cfg) -> Path:
     if (root / "scheduler" / "scheduler_config.json").exists():
         return root
     tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-    denoiser_cls = getattr(diffusers, cfg.denoiser_class, None)
-    if denoiser_cls is None:
-        raise ConfigError(f"model.denoiser_class: diffusers has no class {cfg.denoiser_class!r}")
+    from prefopt.models.builders import diffusers_class
+
+    denoiser_cls = diffusers_class(cfg.denoiser_class, "model.denoiser_class")
     try:
         with torch.random.fork_rng():  # the caller's RNG stream is the same whether or not the folder was cached
             torch.manual_seed(cfg.seed)
