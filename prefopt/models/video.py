@@ -31,7 +31,7 @@ class MotionVideoModel(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, backbone: str = "WanTransformer3DModel", backbone_config: dict | None = None,
-                 modulated: bool = True, motion_channels: int = 2, compression: int = 1, rate: int = 1,
+                 modulated: bool = True, motion_channels: int = 3, compression: int = 1, rate: int = 1,
                  heads: int = 1):
         import diffusers
 

@@ -47,7 +47,7 @@ def orientation(detection) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def score_clips(clips: torch.Tensor, condition: torch.Tensor) -> AnimationScore:
-    """Clips (N, 3, T, H, W) in [-1, 1] against their motion condition (N, 2, T, H, W): one reward call per clip."""
+    """Clips (N, 3, T, H, W) in [-1, 1] against their motion condition (N, 3, T, H, W): one reward call per clip."""
     n, _, frames = clips.shape[:3]
     scored = hand_score(clips.transpose(1, 2).flatten(0, 1))
     appearance = scored.reward.view(n, frames).mean(dim=1)
@@ -57,7 +57,7 @@ def score_clips(clips: torch.Tensor, condition: torch.Tensor) -> AnimationScore:
     jump = (centre[:, 1:] - centre[:, :-1]).norm(dim=-1).mean(dim=1) if frames > 1 else torch.zeros(n)
     consistency = (same + (1 - jump / MAX_JUMP).clamp(0, 1)) / 2
     angle, found = orientation(scored.detection)
-    wanted = torch.atan2(condition[:, 1, :, 0, 0], condition[:, 0, :, 0, 0])  # (N, T)
+    wanted = torch.atan2(condition[:, 2, :, 0, 0], condition[:, 1, :, 0, 0])  # (N, T): its cos and sin maps
     error = torch.remainder(angle.view(n, frames) - wanted + math.pi, 2 * math.pi) - math.pi
     error = torch.where(found.view(n, frames), error.abs(), torch.full_like(wanted, math.pi))
     motion = (1 - error / math.pi).mean(dim=1)

@@ -2,7 +2,8 @@
 motion sequence, the condition.
 
     angle_t = angle_0 + velocity * (t - (T - 1) / 2)       t = 0 .. T-1, velocity in +-MAX_VELOCITY rad/frame
-    motion condition (N, 2, T, H, W): cos(angle_t) and sin(angle_t), constant over each frame
+    motion condition (N, 3, T, H, W): a pose map (the hand's axis as a ray from the palm centre) and
+                      cos(angle_t), sin(angle_t) as constant maps
 
 A good clip: the same good hand (k = 5, fingers separated) in every frame, turning as the condition
 says. Bad clips (the pretraining mixture's rest): a wrong finger count throughout (k in {3, 4, 6, 7}),
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from prefopt.synth.render import BAD_FINGERS, GOOD_FINGERS, HandSpec, render, sample_specs
+from prefopt.synth.render import BAD_FINGERS, GOOD_FINGERS, HandSpec, _segment_distance, render, sample_specs
 
 MAX_VELOCITY = 0.35  # rad per frame (20 degrees)
 BAD_KINDS = ("count", "flicker", "motion")
@@ -29,10 +30,22 @@ def driving_angles(n: int, frames: int, generator: torch.Generator) -> torch.Ten
     return start[:, None] + velocity[:, None] * steps
 
 
-def motion_condition(angles: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, T) angles -> (N, 2, T, size, size): cos and sin maps, one per frame."""
-    maps = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # (N, 2, T)
-    return maps[..., None, None].expand(*maps.shape, size, size).contiguous()
+def motion_condition(angles: torch.Tensor, size: int, center: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, T) angles -> (N, 3, T, size, size) per frame: a pose map (the hand's axis, a 1-px ray from
+    the palm centre, ``center`` (N, 2) or the image centre, as long as the hand, anti-aliased), and
+    cos and sin of the angle as constant maps."""
+    n, frames = angles.shape
+    if center is None:
+        center = torch.full((n, 2), (size - 1) / 2)
+    coords = torch.arange(size, dtype=torch.float32)
+    py, px = torch.meshgrid(coords, coords, indexing="ij")
+    cx, cy = center[:, 0, None, None, None], center[:, 1, None, None, None]  # (N, 1, 1, 1)
+    reach = (2.5 + 4.0) * size / 16  # palm radius + finger length (prefopt/synth/render.py)
+    bx = cx + reach * torch.cos(angles)[..., None, None]
+    by = cy + reach * torch.sin(angles)[..., None, None]
+    ray = (1.0 - _segment_distance(px, py, cx, cy, bx, by)).clamp(0, 1)  # (N, T, H, W)
+    maps = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)[..., None, None].expand(n, 2, frames, size, size)
+    return torch.cat([ray[:, None] * 2 - 1, maps], dim=1).contiguous()
 
 
 def render_clips(spec: HandSpec, angles: torch.Tensor, fingers: torch.Tensor | None = None,
@@ -68,4 +81,4 @@ def sample_clips(n: int, frames: int, size: int, good_fraction: float,
     away = angles + (0.5 + torch.rand(n, 1, generator=generator)) * torch.pi  # turned 90-270 degrees away
     shown = torch.where(~good[:, None] & (kind == 2)[:, None], away, angles)
     clips, masks = render_clips(spec, shown, fingers, size)
-    return clips, masks, motion_condition(angles, size), good
+    return clips, masks, motion_condition(angles, size, spec.center), good

@@ -46,9 +46,9 @@ def test_pairs_share_their_motion_and_hgdpo_stages_keep_it(model_cache):
     assert len(pairs) <= 8 and bool((pairs.fields["reward_w"] > pairs.fields["reward_l"]).all())
     from prefopt.synth.animate import motion_condition
 
-    by_motion = {tuple(motion_condition(a[None], 16)[0, :, :, 0, 0].flatten().tolist()) for a in angles}
+    by_motion = {tuple(motion_condition(a[None], 16)[0, 1:, :, 0, 0].flatten().tolist()) for a in angles}
     for row in range(len(pairs)):
-        assert tuple(pairs.cond["motion"][row, :, :, 0, 0].flatten().tolist()) in by_motion
+        assert tuple(pairs.cond["motion"][row, 1:, :, 0, 0].flatten().tolist()) in by_motion
     for stage in ("easy", "normal", "hard"):
         staged = build_dataset(config.data, paired=True, stage=stage, model=model)
         assert torch.equal(staged.cond["motion"], pairs.cond["motion"])  # same losers, same motions
@@ -68,7 +68,7 @@ def test_video_model_round_trips_and_modulation_starts_at_the_base(tmp_path, mod
     model.save_pretrained(tmp_path / "video")
     again = MotionVideoModel.from_pretrained(tmp_path / "video")
     sample, t = torch.randn(2, 3, 4, 16, 16), torch.tensor([100.0, 900.0])
-    motion = torch.randn(2, 2, 4, 16, 16)
+    motion = torch.randn(2, 3, 4, 16, 16)
     with torch.no_grad():
         assert torch.equal(model(sample, t, motion=motion).sample, again(sample, t, motion=motion).sample)
         assert torch.equal(model(sample, t, motion=motion).sample, model(sample, t).sample)  # zero-init at step 0

@@ -15,10 +15,15 @@ def test_driving_motion_and_its_condition():
     steps = angles.diff(dim=1)
     assert torch.allclose(steps, steps[:, :1].expand_as(steps), atol=1e-5)  # constant velocity
     assert steps.abs().max() <= MAX_VELOCITY + 1e-6
-    cond = motion_condition(angles, 8)
-    assert cond.shape == (64, 2, 5, 8, 8)
-    torch.testing.assert_close(torch.atan2(cond[:, 1, :, 3, 4], cond[:, 0, :, 3, 4]),
+    cond = motion_condition(angles, 16)
+    assert cond.shape == (64, 3, 5, 16, 16)
+    torch.testing.assert_close(torch.atan2(cond[:, 2, :, 3, 4], cond[:, 1, :, 3, 4]),
                                torch.atan2(torch.sin(angles), torch.cos(angles)))
+    # the pose map: lit along the ray from the centre (7.5, 7.5), dark behind it
+    ahead = [(round(7.5 + 5 * torch.cos(a).item()), round(7.5 + 5 * torch.sin(a).item())) for a in angles[:, 0]]
+    behind = [(round(7.5 - 5 * torch.cos(a).item()), round(7.5 - 5 * torch.sin(a).item())) for a in angles[:, 0]]
+    assert all(cond[i, 0, 0, y, x] > -1 for i, (x, y) in enumerate(ahead))
+    assert all(cond[i, 0, 0, y, x] == -1 for i, (x, y) in enumerate(behind))
 
 
 def test_clips_render_each_frame_at_its_angle():
