@@ -159,13 +159,13 @@ def sample_batch(pipe, cfg, video: bool, jobs: list[Job], rows: list[dict], devi
 
 def generate(cfg) -> Path:
     """Make every missing sample of ``cfg`` and write the manifest; returns its path."""
-    from accelerate import PartialState
     from tqdm import tqdm
 
     from prefopt.data.manifest import write_rows
+    from prefopt.launch import partial_state
     from prefopt.models.families import family
 
-    state = PartialState()
+    state = partial_state()
     out = Path(cfg.out).expanduser()
     prompts_file = Path(cfg.data.prompts).expanduser()
     rows = read_prompts(prompts_file, list(cfg.data.conditions))

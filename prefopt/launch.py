@@ -24,11 +24,26 @@ def make_accelerator(trainer):
             num_steps=trainer.gradient_accumulation_steps, sync_with_dataloader=False))
     log.info("accelerate: %s, %d process(es), mixed precision %s, device %s", accelerator.distributed_type.value,
              accelerator.num_processes, accelerator.mixed_precision, accelerator.device)
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != accelerator.num_processes:
-        raise ConfigError(f"the launcher started {launched} processes but accelerate joined {accelerator.num_processes}; "
-                          f"on CPU use ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {launched}")
+    _check_joined(accelerator.num_processes)
     return accelerator
+
+
+def _check_joined(joined: int) -> None:
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != joined:
+        raise ConfigError(f"the launcher started {launched} processes but accelerate joined {joined}; "
+                          f"on CPU use ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {launched}")
+
+
+def partial_state():
+    """accelerate's PartialState (devices and process group, no training state) for commands that
+    only share work among processes (prefopt.generate); checked against the launcher like a run's."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    _check_joined(state.num_processes)
+    return state
 
 
 def release_state() -> None:

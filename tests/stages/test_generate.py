@@ -111,3 +111,26 @@ def test_a_rerun_with_other_settings_is_refused_in_one_line(sd15, prompts, unint
     assert result.stderr.strip().splitlines()[-1] == (
         f"prefopt: error: out={uninterrupted} holds samples made with other settings (steps: 3 != 4); "
         "use another out folder")
+
+
+def test_two_processes_share_the_samples_and_write_what_one_process_writes(sd15, prompts, uninterrupted, tmp_path):
+    import shutil
+    import socket
+
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    with socket.socket() as handle:
+        handle.bind(("127.0.0.1", 0))
+        port = handle.getsockname()[1]
+    out = tmp_path / "two"
+    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+              "no", "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "prefopt.generate"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    result = subprocess.run([*launch, *_command(sd15, prompts, out)[3:]], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("generate: ") == 1  # one manifest, written by rank 0
+    assert sorted(p.name for p in (out / "samples").iterdir()) == sorted(_expected_names())
+    for name in _expected_names():
+        assert np.array_equal(np.asarray(Image.open(out / "samples" / name)),
+                              np.asarray(Image.open(uninterrupted / "samples" / name))), name
+    assert (out / "samples.jsonl").read_text() == (uninterrupted / "samples.jsonl").read_text()
