@@ -89,7 +89,9 @@ def settings(cfg, prompts_file: Path) -> dict:
             **{k: getattr(cfg, k) for k in keep}}
 
 
-def check_settings(out: Path, wanted: dict) -> None:
+def check_settings(out: Path, wanted: dict, record_them: bool) -> None:
+    """Refuse ``out`` if it holds samples of other settings (every process checks, so all stop);
+    ``record_them``: write them for a new ``out`` (the main process)."""
     from prefopt.data.manifest import write_json
 
     record = out / "generate.json"
@@ -100,7 +102,7 @@ def check_settings(out: Path, wanted: dict) -> None:
             key = changed[0]
             raise ConfigError(f"out={out} holds samples made with other settings ({key}: {had.get(key)!r} != "
                               f"{wanted.get(key)!r}); use another out folder")
-    else:
+    elif record_them:
         write_json(record, wanted)
 
 
@@ -174,18 +176,18 @@ def generate(cfg) -> Path:
         raise ConfigError("model.path: prefopt.generate samples a diffusers pipeline folder "
                           "(model=sd15|sdxl|animatediff|wan model.path=<folder>)")
     jobs = plan(len(rows), cfg.data.samples_per_prompt, cfg.data.seed, ".mp4" if fam.video else ".png")
-    if state.is_main_process:
-        check_settings(out, settings(cfg, prompts_file))
+    check_settings(out, settings(cfg, prompts_file), record_them=state.is_main_process)
     pipe = load_pipeline(cfg, fam, state.device)
+    # fixed batches: a sample is computed in the same batch whether or not the run was interrupted;
+    # every process sees the same missing files (none is written before the barrier)
+    batches = [jobs[i:i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
+    missing = [job for job in jobs if not (out / job.path).is_file()]
+    todo = [batch for batch in batches if any(not (out / job.path).is_file() for job in batch)]
     if state.is_main_process:
         (out / "samples").mkdir(parents=True, exist_ok=True)
         for stale in (out / "samples").glob(".*.tmp*"):  # a killed run's unfinished file
             stale.unlink()
     state.wait_for_everyone()
-    # fixed batches: a sample is computed in the same batch whether or not the run was interrupted
-    batches = [jobs[i:i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
-    missing = [job for job in jobs if not (out / job.path).is_file()]
-    todo = [batch for batch in batches if any(not (out / job.path).is_file() for job in batch)]
     for batch in tqdm(todo[state.process_index::state.num_processes], desc="generate",
                       disable=not state.is_main_process):
         for job, array in zip(batch, sample_batch(pipe, cfg, fam.video, batch, rows, state.device), strict=True):
