@@ -44,6 +44,10 @@ def _run(command):
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
+def _finished(out: Path) -> list[Path]:
+    return [p for p in (out / "samples").glob("*.png") if not p.name.startswith(".")]
+
+
 def _expected_names():
     return {f"{i:06d}_{j:03d}.png" for i in range(PROMPTS) for j in range(PER_PROMPT)}
 
@@ -78,13 +82,13 @@ def test_generation_killed_midway_is_completed_by_a_rerun_with_exactly_the_missi
                                stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
-        if len(list((out / "samples").glob("*.png"))) >= 6:
+        if len(_finished(out)) >= 6:
             break
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "samples.jsonl").exists()  # written only when every sample is
-    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (out / "samples").glob("*.png")}
+    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in _finished(out)}  # not a killed temporary file
     assert 6 <= len(before) < PROMPTS * PER_PROMPT
 
     result = _run(_command(sd15, prompts, out))
