@@ -97,36 +97,47 @@ def save_grid(samples: torch.Tensor, good: torch.Tensor, path: Path, columns: in
     Image.fromarray((canvas.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
 
 
+def _cached(key: str, compute) -> tuple[dict, tuple | None]:
+    """The evaluation numbers cached under ``key`` on this machine, or ``compute()`` -> (numbers,
+    (samples, good)), the numbers then cached; the samples are None when the numbers came from the cache."""
+    from prefopt.data.synth import cache_root
+
+    cached = cache_root() / "eval" / f"{key}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text()), None
+    result, samples = compute()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(result, indent=1))
+    return result, samples
+
+
+def _write(out_dir: Path, name: str, result: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+
+
 def evaluate_model(denoiser, scheduler, name: str, out_dir: Path | None = None, num_samples: int = 512,
                    seed: int = EVAL_SEED, steps: int = 30, grid: int = 128) -> dict:
     """Sample, score and summarize one model; write ``<out_dir>/<name>.json`` and ``.png``."""
-    from prefopt.data.synth import cache_root
     from prefopt.rewards.check import independent_good
     from prefopt.rewards.hands import score
     from prefopt.sampling import generate, model_fingerprint
 
-    key = f"{model_fingerprint(denoiser)}-n{num_samples}-seed{seed}-steps{steps}-v2"
-    cached = cache_root() / "eval" / f"{key}.json"
-    samples = good = None
-    if cached.is_file():
-        result = json.loads(cached.read_text())
-    else:
+    def compute():
         samples = generate(denoiser, scheduler, num_samples, seed=seed, steps=steps)
         scores = score(samples)
-        good = scores.good
-        result = {"seed": seed, "steps": steps, **summarize(scores, independent_good(samples)),
-                  **hand_errors(denoiser, scheduler, num_samples, seed)}
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps(result, indent=1))
+        return ({"seed": seed, "steps": steps, **summarize(scores, independent_good(samples)),
+                 **hand_errors(denoiser, scheduler, num_samples, seed)}, (samples, scores.good))
+
+    result, sampled = _cached(f"{model_fingerprint(denoiser)}-n{num_samples}-seed{seed}-steps{steps}-v2", compute)
     result = {"model": name, **result}
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+        _write(out_dir, name, result)
         if grid:
-            if samples is None:  # cached numbers: sample (and score) only the grid's images
+            if sampled is None:  # cached numbers: sample (and score) only the grid's images
                 samples = generate(denoiser, scheduler, min(grid, num_samples), seed=seed, steps=steps)
-                good = score(samples).good
-            save_grid(samples[:grid], good[:grid], out_dir / f"{name}.png")
+                sampled = samples, score(samples).good
+            save_grid(sampled[0][:grid], sampled[1][:grid], out_dir / f"{name}.png")
     return result
 
 
@@ -138,39 +149,39 @@ def evaluate_clips(denoiser, scheduler, name: str, out_dir: Path | None = None, 
     """SynthHands Animation: ``num_samples`` clips, each under its own driving motion (drawn from
     ``seed``), scored per dimension (prefopt/rewards/animation.py); mean and 95% interval of each,
     the good-clip rate with a Wilson interval; ``<out_dir>/<name>.json`` and a PNG of 16 clips."""
-    from prefopt.data.synth import cache_root
     from prefopt.rewards.animation import score_clips
     from prefopt.sampling import generate, model_fingerprint
     from prefopt.synth.animate import driving_angles, motion_condition
 
     cond = motion_condition(driving_angles(num_samples, frames, torch.Generator().manual_seed(seed)), size)
-    key = f"{model_fingerprint(denoiser)}-anim-n{num_samples}-seed{seed}-steps{steps}-T{frames}"
-    cached = cache_root() / "eval" / f"{key}.json"
-    if cached.is_file():
-        result, clips = json.loads(cached.read_text()), None
-    else:
-        clips = generate(denoiser, scheduler, num_samples, seed=seed, steps=steps, sample_shape=(3, frames, size, size),
-                         cond={"motion": cond})
-        scores = score_clips(clips, cond)
+
+    def sample(count: int):
+        clips = generate(denoiser, scheduler, count, seed=seed, steps=steps, sample_shape=(3, frames, size, size),
+                         cond={"motion": cond[:count]})
+        return clips, score_clips(clips, cond[:count])
+
+    def compute():
+        clips, scores = sample(num_samples)
         rate, low, high = proportion_ci(int(scores.good.sum()), num_samples)
         result = {"seed": seed, "steps": steps, "frames": frames, "num_samples": num_samples,
                   "good_rate": rate, "good_rate_ci95": [low, high]}
         for dim in ANIMATION_DIMS:
             mean, low, high = mean_ci(getattr(scores, dim))
             result.update({dim: mean, f"{dim}_ci95": [low, high]})
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps(result, indent=1))
+        return result, (clips, scores.good)
+
+    result, sampled = _cached(f"{model_fingerprint(denoiser)}-anim-n{num_samples}-seed{seed}-steps{steps}-T{frames}",
+                              compute)
     result = {"model": name, **result}
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+        _write(out_dir, name, result)
         shown = min(16, num_samples)
-        if clips is None:
-            clips = generate(denoiser, scheduler, shown, seed=seed, steps=steps, sample_shape=(3, frames, size, size),
-                             cond={"motion": cond[:shown]})
-        good = score_clips(clips[:shown], cond[:shown]).good
-        save_grid(clips[:shown].transpose(1, 2).flatten(0, 1), good.repeat_interleave(frames),
-                  out_dir / f"{name}.png", columns=frames)
+        if sampled is None:  # cached numbers: sample (and score) only the grid's clips
+            clips, scores = sample(shown)
+            sampled = clips, scores.good
+        clips, good = sampled[0][:shown], sampled[1][:shown]
+        save_grid(clips.transpose(1, 2).flatten(0, 1), good.repeat_interleave(frames), out_dir / f"{name}.png",
+                  columns=frames)
     return result
 
 

@@ -27,7 +27,6 @@ BACKBONES = ("WanTransformer3DModel", "UNet3DConditionModel")
 
 class MotionVideoModel(ModelMixin, ConfigMixin):
     _supports_gradient_checkpointing = True
-    _keep_in_fp32_modules = None
 
     @register_to_config
     def __init__(self, backbone: str = "WanTransformer3DModel", backbone_config: dict | None = None,

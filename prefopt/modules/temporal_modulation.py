@@ -78,9 +78,9 @@ class TemporalMotionModulation(nn.Module):
     def __init__(self, denoiser: nn.Module, cond_channels: int, compression: int = 4, rate: int = 1,
                  patch: int = 1, heads: int = 1):
         super().__init__()
-        self.compression, self.rate, self.patch = compression, rate, patch
-        self.transformer = hasattr(denoiser, "blocks") and all(hasattr(b, "ffn") for b in denoiser.blocks)
-        if self.transformer:
+        self.compression, self.rate = compression, rate
+        transformer = hasattr(denoiser, "blocks") and all(hasattr(b, "ffn") for b in denoiser.blocks)
+        if transformer:
             dim = denoiser.blocks[0].ffn.net[0].proj.in_features
         elif hasattr(denoiser, "conv_in"):
             dim = denoiser.conv_in.out_channels
@@ -89,10 +89,9 @@ class TemporalMotionModulation(nn.Module):
         group = compression * rate
         if dim % group:
             raise ConfigError(f"modulation: the denoiser's width {dim} is not divisible by compression x rate = {group}")
-        self.dim, self.heads = dim, heads
         self.patchify = nn.Conv2d(cond_channels, dim // group, kernel_size=patch, stride=patch)
         self.norm = nn.LayerNorm(dim // group)
-        if self.transformer:
+        if transformer:
             self.attention = nn.ModuleList(_FrameCrossAttention(dim, heads) for _ in denoiser.blocks)
             self._hooks = [block.ffn.register_forward_pre_hook(self._ffn_hook(i))
                            for i, block in enumerate(denoiser.blocks)]

@@ -64,8 +64,8 @@ def render_clips(spec: HandSpec, angles: torch.Tensor, fingers: torch.Tensor | N
 
 def sample_clips(n: int, frames: int, size: int, good_fraction: float,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(clips, masks, condition, good (N,) bool): a ``good_fraction`` of good clips, the rest bad in
-    equal shares of the three kinds."""
+    """(clips, masks, condition, kind (N,) long: -1 for a good clip, else the index of its bad kind in
+    BAD_KINDS): a ``good_fraction`` of good clips, the rest bad in equal shares of the three kinds."""
     angles = driving_angles(n, frames, generator)
     spec = sample_specs(n, size, generator=generator)
     good = torch.rand(n, generator=generator) < good_fraction
@@ -81,4 +81,4 @@ def sample_clips(n: int, frames: int, size: int, good_fraction: float,
     away = angles + (0.5 + torch.rand(n, 1, generator=generator)) * torch.pi  # turned 90-270 degrees away
     shown = torch.where(~good[:, None] & (kind == 2)[:, None], away, angles)
     clips, masks = render_clips(spec, shown, fingers, size)
-    return clips, masks, motion_condition(angles, size, spec.center), good
+    return clips, masks, motion_condition(angles, size, spec.center), torch.where(good, -1, kind)
