@@ -7,7 +7,11 @@ model is evaluated. The shipped ``prefopt/assets/synth_base`` was made by
 
     python -m prefopt.pretrain export=prefopt/assets/synth_base
 
-(seed 0; see prefopt/assets/synth_base/PROVENANCE.md).
+(seed 0; see prefopt/assets/synth_base/PROVENANCE.md), and the video base ``prefopt/assets/anim_base``
+(``model=anim_base``) by
+
+    python -m prefopt.pretrain model=tiny_video data=anim_mix modulation.enabled=true \
+        trainer.max_steps=4000 trainer.batch_size=32 export=prefopt/assets/anim_base
 """
 
 from __future__ import annotations
