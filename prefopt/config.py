@@ -95,6 +95,7 @@ class DataConfig:
     num_frames: int | None = None  # files: frames every video must have (null: images, or any equal count)
     on_bad: str = "fail"  # files: fail at the first bad row, or skip bad rows (logged)
     clips_per_motion: int = 2  # synth_anim: pool clips sampled under each driving motion (pairs are made within one)
+    top_fraction: float | None = None  # synth_anim, SFT/IPA: the pool's top fraction by reward (null: its good clips)
 
     def __post_init__(self):
         _one_of("data.on_bad", self.on_bad, ("fail", "skip"))
@@ -108,6 +109,8 @@ class DataConfig:
             raise ConfigError(f"data.sdedit_strength must be in (0, 1], got {self.sdedit_strength}")
         if not 0 <= self.good_fraction <= 1:
             raise ConfigError(f"data.good_fraction must be in [0, 1], got {self.good_fraction}")
+        if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
+            raise ConfigError(f"data.top_fraction must be in (0, 1] or null, got {self.top_fraction}")
 
 
 @dataclass

@@ -5,7 +5,8 @@ condition, ``cond = {"motion": (N, 2, T, H, W)}``, which the denoiser reads (mod
 each driving motion (motions drawn with ``seed``), sampled once and cached, scored ONCE by
 :func:`prefopt.rewards.animation.score_clips` (``num_samples`` reward calls for every objective):
 
-    SFT, IPA (unpaired):  the pool's good clips
+    SFT, IPA (unpaired):  the pool's good clips, or with ``top_fraction`` its top fraction by reward
+                          (prefopt/data/curation.py: ``top``), for a base that makes few good clips
     DPO, GAPO (paired):   per motion, its best clip against its worst (prefopt/data/curation.py:
                           ``best_worst``; equal rewards are ties, dropped); rewards = the clips' rewards
     HG-DPO stages:        per motion, against its worst clip:
@@ -70,9 +71,15 @@ def build_synth_anim(cfg, paired: bool, stage: str | None = None, model=None) ->
     clips, cond, scores = scored_anim_pool(cfg, model)
     name = f"data=synth_anim (pool of {len(clips)} base clips, {int(scores.good.sum())} good)"
     if not paired:
-        if not scores.good.any():
-            raise ConfigError(f"{name}: no good clip to learn from; raise data.num_samples")
-        dataset = PreferenceDataset(clips[scores.good], name=name, cond={"motion": cond[scores.good]})
+        if cfg.top_fraction is not None:
+            kept, _ = curation.top([{"index": i, "score": float(r)} for i, r in enumerate(scores.reward)],
+                                   cfg.top_fraction)
+            keep = torch.tensor(sorted(row["index"] for row in kept))
+        elif scores.good.any():
+            keep = scores.good.nonzero().flatten()
+        else:
+            raise ConfigError(f"{name}: no good clip to learn from; raise data.num_samples or set data.top_fraction")
+        dataset = PreferenceDataset(clips[keep], name=name, cond={"motion": cond[keep]})
     else:
         rows = [{"index": i, "prompt_index": i // cfg.clips_per_motion, "score": float(r)}
                 for i, r in enumerate(scores.reward)]

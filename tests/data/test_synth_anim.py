@@ -72,3 +72,20 @@ def test_video_model_round_trips_and_modulation_starts_at_the_base(tmp_path, mod
     with torch.no_grad():
         assert torch.equal(model(sample, t, motion=motion).sample, again(sample, t, motion=motion).sample)
         assert torch.equal(model(sample, t, motion=motion).sample, model(sample, t).sample)  # zero-init at step 0
+
+
+def test_unpaired_objectives_learn_from_the_pools_top_fraction_by_reward(model_cache):
+    from prefopt.data.synth_anim import scored_anim_pool
+
+    config = compose("config", "objective=ipa", *SMALL, "data.top_fraction=0.25")
+    model = build_model(config.model)
+    clips, cond, scores = scored_anim_pool(config.data, model)
+    kept = build_dataset(config.data, paired=False, model=model)
+    best = sorted(range(16), key=lambda i: -float(scores.reward[i]))[:4]  # ceil(0.25 * 16)
+    assert len(kept) == 4
+    assert torch.equal(kept.fields["winner"], clips[sorted(best)])
+    assert torch.equal(kept.cond["motion"], cond[sorted(best)])
+    strict = compose("config", "objective=ipa", *SMALL, "data.top_fraction=null")
+    if not bool(scores.good.any()):  # a random-init model makes no good clip: the strict rule refuses
+        with pytest.raises(ConfigError, match="no good clip to learn from"):
+            build_dataset(strict.data, paired=False, model=model)
