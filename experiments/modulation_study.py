@@ -1,7 +1,7 @@
 """The with/without temporal-motion-modulation study of SynthHands Animation (issue 5).
 
     python -m prefopt.pretrain -m model=tiny_video data=anim_mix modulation.enabled=true,false seed=0,1,2 \
-        'model.seed=${seed}' trainer.max_steps=1000 trainer.batch_size=32 hydra.sweep.dir=multirun/modulation
+        'model.seed=${seed}' trainer.max_steps=700 trainer.batch_size=32 hydra.sweep.dir=multirun/modulation
     python experiments/modulation_study.py multirun/modulation
 
 Reads every pretraining run of the sweep (``.hydra/config.yaml`` and ``eval/pretrained.json``) and prints
