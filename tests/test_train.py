@@ -96,6 +96,20 @@ def test_non_enumerable_sweeps_are_left_to_hydra():
     assert _jobs(["objective=glob(*)", "objective.beta=interval(1,2)", "seed=1,2"]) == [["seed=1"], ["seed=2"]]
 
 
+def test_a_recipe_specializes_one_objective_on_one_benchmark():
+    """conf/recipe/synth_ipa.yaml applies to data=synth objective=ipa only; key=value and ~recipe win."""
+    def picked(*overrides):
+        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+            cfg = compose("config", overrides=list(overrides))
+        return cfg.trainer.timestep_sampling, cfg.trainer.learning_rate, cfg.hand_aware.enabled, cfg.hand_aware["lambda"]
+
+    assert picked("objective=ipa") == ("mode", 1e-4, True, 1.5)
+    assert picked("objective=dpo") == picked("objective=sft") == ("uniform", 2e-4, False, 10.0)
+    assert picked("objective=ipa", "data=renders")[2:] == (False, 10.0)
+    assert picked("objective=ipa", "hand_aware.lambda=3", "trainer.learning_rate=2e-4") == ("mode", 2e-4, True, 3.0)
+    assert picked("objective=ipa", "~recipe") == ("uniform", 2e-4, False, 10.0)
+
+
 def _cli(*args, tmp_path=None, env_extra=None, module="prefopt.train"):
     import os
 
