@@ -26,6 +26,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"  # shipped weights: ${prefop
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOGGER_BACKENDS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
+MAX_MODE_SCALE = 1.75  # ~ 1 / (pi/2 - 1): SD3's mode map u -> 1 - u - s (cos^2(pi u / 2) - 1 + u) stays monotonic
 
 
 def _one_of(key: str, value, allowed) -> None:
@@ -142,6 +143,9 @@ class TrainerConfig:
     ema_decay: float = 0.0  # > 0: keep an EMA of the trained weights (diffusers' EMAModel) and save it
     mixed_precision: str = "no"
     timestep_sampling: str = "uniform"  # uniform | logit_normal | mode
+    logit_mean: float = 0.0  # logit_normal: logit(t) ~ N(logit_mean, logit_std), t the noise level (> 0: noisier)
+    logit_std: float = 1.0
+    mode_scale: float = 1.29  # mode: SD3's scale (0: uniform; larger: more of the middle; <= 1.75)
     log_every: int = 10
     checkpoint_every: int = 0  # 0: only at the end (and on SIGTERM)
     keep_checkpoints: int = 2  # the newest checkpoints kept
@@ -161,6 +165,10 @@ class TrainerConfig:
         if self.rounds > self.max_steps:
             raise ConfigError(f"trainer.rounds={self.rounds} exceeds trainer.max_steps={self.max_steps}")
         _one_of("trainer.timestep_sampling", self.timestep_sampling, ("uniform", "logit_normal", "mode"))
+        _positive("trainer.logit_std", self.logit_std)
+        if not 0 <= self.mode_scale <= MAX_MODE_SCALE:
+            raise ConfigError(f"trainer.mode_scale must be in [0, {MAX_MODE_SCALE}] (above, SD3's mode map is not "
+                              f"monotonic), got {self.mode_scale}")
 
 
 @dataclass

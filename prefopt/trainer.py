@@ -215,7 +215,8 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
         ema = EMAModel(trainable, decay=trainer.ema_decay)
         accelerator.register_for_checkpointing(ema)
     reference = Reference(policy, lora=cfg.lora.enabled, dtype=weight_dtype, network=model) if "ref_err" in inputs else None
-    process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling)
+    process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling, trainer.logit_mean, trainer.logit_std,
+                           trainer.mode_scale)
     shard = (accelerator.process_index, accelerator.num_processes)
     set_seed(cfg.seed)  # the same RNG on every process: each draws the global batch's noise and keeps its rows
 

@@ -97,16 +97,18 @@ def test_non_enumerable_sweeps_are_left_to_hydra():
 
 
 def test_a_recipe_specializes_one_objective_on_one_benchmark():
-    """conf/recipe/synth_ipa.yaml applies to data=synth objective=ipa only; key=value and ~recipe win."""
+    """conf/recipe/synth_ipa.yaml applies to data=synth objective=ipa (and, through synth_sft.yaml, to its
+    control SFT) only; key=value and ~recipe win."""
     def picked(*overrides):
         with initialize_config_dir(config_dir=CONF, version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
         return cfg.trainer.timestep_sampling, cfg.trainer.learning_rate, cfg.hand_aware.enabled, cfg.hand_aware["lambda"]
 
-    assert picked("objective=ipa") == ("mode", 1e-4, True, 1.5)
-    assert picked("objective=dpo") == picked("objective=sft") == ("uniform", 2e-4, False, 10.0)
+    assert picked("objective=ipa") == ("logit_normal", 1e-4, True, 1.5)
+    assert picked("objective=sft") == picked("objective=ipa")
+    assert picked("objective=dpo") == picked("objective=gapo") == ("uniform", 2e-4, False, 10.0)
     assert picked("objective=ipa", "data=renders")[2:] == (False, 10.0)
-    assert picked("objective=ipa", "hand_aware.lambda=3", "trainer.learning_rate=2e-4") == ("mode", 2e-4, True, 3.0)
+    assert picked("objective=ipa", "hand_aware.lambda=3", "trainer.learning_rate=2e-4") == ("logit_normal", 2e-4, True, 3.0)
     assert picked("objective=ipa", "~recipe") == ("uniform", 2e-4, False, 10.0)
 
 
@@ -122,7 +124,9 @@ def _cli(*args, tmp_path=None, env_extra=None, module="prefopt.train"):
 
 @pytest.mark.parametrize("argument, key", [("objective=nope", "objective=nope"), ("objective.beta=abc", "objective.beta"),
                                            ("objective.beta=-1", "objective.beta"),
-                                           ("trainer.mixed_precision=fp8", "trainer.mixed_precision")])
+                                           ("trainer.mixed_precision=fp8", "trainer.mixed_precision"),
+                                           ("trainer.mode_scale=2", "trainer.mode_scale"),
+                                           ("trainer.logit_std=0", "trainer.logit_std")])
 def test_bad_config_fails_fast_with_one_line(tmp_path, argument, key):
     done, seconds = _cli(argument, tmp_path=tmp_path)
     assert done.returncode == 2

@@ -48,13 +48,19 @@ class NoiseProcess:
         self.logit_mean, self.logit_std, self.mode_scale = logit_mean, logit_std, mode_scale
 
     def sample_indices(self, batch_size: int, generator=None) -> torch.Tensor:
-        """Indices into the training schedule, (B,) long on the CPU."""
+        """Indices into the training schedule, (B,) long on the CPU.
+
+        ``logit_normal``: the noise level t has logit(t) ~ N(logit_mean, logit_std) in both families
+        (SD3's m and s: m > 0 favours noisier t). diffusers' helper draws a position u in the
+        schedule; a DDPM schedule runs from data to noise (t = u), a flow schedule from noise to data
+        (t = 1 - u), so there the mean is negated. ``mode`` is symmetric: the same either way."""
         if self.timestep_sampling == "uniform":
             return torch.randint(0, self.num_train_timesteps, (batch_size,), generator=generator)
         from diffusers.training_utils import compute_density_for_timestep_sampling
 
         u = compute_density_for_timestep_sampling(
-            weighting_scheme=self.timestep_sampling, batch_size=batch_size, logit_mean=self.logit_mean,
+            weighting_scheme=self.timestep_sampling, batch_size=batch_size,
+            logit_mean=-self.logit_mean if self.flow else self.logit_mean,
             logit_std=self.logit_std, mode_scale=self.mode_scale, generator=generator)
         return (u * self.num_train_timesteps).long().clamp_(0, self.num_train_timesteps - 1)
 

@@ -66,3 +66,16 @@ def test_winner_and_loser_share_noise_and_timestep(scheduler):
 def test_unknown_sampling_is_a_one_line_error():
     with pytest.raises(ValueError, match="trainer.timestep_sampling"):
         NoiseProcess(DDPMScheduler(), timestep_sampling="cosine")
+
+
+@pytest.mark.parametrize("scheduler", [DDPMScheduler(num_train_timesteps=1000),
+                                       FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)])
+@pytest.mark.parametrize("mean", [-1.0, 1.0])
+def test_logit_normal_draws_the_noise_level_with_the_given_mean_in_both_families(scheduler, mean):
+    # SD3's convention: logit(t) ~ N(m, s) for the noise level t, so m > 0 is noisier, whichever way
+    # the scheduler's index runs (DDPM: data to noise; flow: noise to data)
+    process = NoiseProcess(scheduler, timestep_sampling="logit_normal", logit_mean=mean, logit_std=0.5)
+    noised = process.noise(torch.zeros(20_000, 1), generator=torch.Generator().manual_seed(3))
+    logit = torch.logit(noised.t.double().clamp(1e-4, 1 - 1e-4))
+    assert abs(float(logit.mean()) - mean) < 0.02
+    assert abs(float(logit.std()) - 0.5) < 0.02
