@@ -97,8 +97,8 @@ def test_non_enumerable_sweeps_are_left_to_hydra():
 
 
 def test_a_recipe_specializes_one_objective_on_one_benchmark():
-    """conf/recipe/synth_ipa.yaml applies to data=synth objective=ipa (and, through synth_sft.yaml, to its
-    control SFT) only; key=value and ~recipe win."""
+    """conf/recipe/synth_<objective>.yaml applies to data=synth and that objective only (synth_sft.yaml
+    is IPA's recipe for its control SFT); key=value and ~recipe win."""
     def picked(*overrides):
         with initialize_config_dir(config_dir=CONF, version_base="1.3"):
             cfg = compose("config", overrides=list(overrides))
@@ -106,7 +106,8 @@ def test_a_recipe_specializes_one_objective_on_one_benchmark():
 
     assert picked("objective=ipa") == ("logit_normal", 1e-4, True, 1.5)
     assert picked("objective=sft") == picked("objective=ipa")
-    assert picked("objective=dpo") == picked("objective=gapo") == ("uniform", 2e-4, False, 10.0)
+    assert picked("objective=dpo") == picked("objective=hgdpo") == ("uniform", 2e-4, False, 10.0)
+    assert picked("objective=gapo") == ("uniform", 1e-4, False, 10.0)
     assert picked("objective=ipa", "data=renders")[2:] == (False, 10.0)
     assert picked("objective=ipa", "hand_aware.lambda=3", "trainer.learning_rate=2e-4") == ("logit_normal", 2e-4, True, 3.0)
     assert picked("objective=ipa", "~recipe") == ("uniform", 2e-4, False, 10.0)
