@@ -10,6 +10,7 @@ reference to the previous stage's model.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from dataclasses import replace
@@ -42,7 +43,9 @@ from prefopt.modules.hand_aware.sources import hand_masks
 from prefopt.objectives import objective_inputs
 from prefopt.tracking import Tracker
 
+log = logging.getLogger("prefopt")
 ROUND_SEED_STRIDE = 1000  # round r draws its pool with data.seed + 1000 r
+SHIPPED_BASES = {"synth": "base", "synth_anim": "anim_base"}  # benchmarks made of model samples: their pretrained base
 SYNTH_HANDS = ("synth", "renders", "mix")  # datasets whose models the SynthHands evaluation scores
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}  # of the frozen weights
 
@@ -157,6 +160,9 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
     segments = schedule(objective, trainer.max_steps, trainer.rounds)
 
     bundle = build_model(cfg.model)
+    if cfg.model.path is None and cfg.data.name in SHIPPED_BASES:
+        log.warning("data=%s aligns the samples of model=%s, which is random-init (model.path is null); its "
+                    "pretrained base ships as model=%s", cfg.data.name, cfg.model.name, SHIPPED_BASES[cfg.data.name])
     model = bundle.denoiser
     weight_dtype = WEIGHT_DTYPES[trainer.mixed_precision]
 

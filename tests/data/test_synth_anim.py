@@ -23,11 +23,13 @@ SMALL = ["model=tiny_video", "modulation.enabled=true", "data=synth_anim", "data
 
 
 @pytest.mark.parametrize("objective", ["ipa", "dpo", "hgdpo", "gapo"])
-def test_every_objective_trains_on_clips_and_is_evaluated_per_dimension(objective, tmp_path, model_cache):
+def test_every_objective_trains_on_clips_and_is_evaluated_per_dimension(objective, tmp_path, model_cache, caplog):
     # a random-init model makes no good clip for IPA's pool: IPA reads rendered clips (anim_mix) here
     data = ["data=anim_mix", "data.num_samples=16"] if objective == "ipa" else []
     summary = train(compose("config", f"objective={objective}", *SMALL, *data), tmp_path / "run")
     assert summary["steps"] == 3 and np.isfinite(summary["loss"])
+    # aligning a random-init model's pool is allowed, and said: the pretrained base is model=anim_base
+    assert ("model=anim_base" in caplog.text) == (objective != "ipa")
     for who in ("base", "aligned"):
         result = json.loads((tmp_path / "run" / "eval" / f"{who}.json").read_text())
         assert result["num_samples"] == 8 and result["frames"] == 4
