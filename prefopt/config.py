@@ -16,6 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from prefopt.core.noise import TIMESTEP_SAMPLING
 from prefopt.core.reference import PREVIOUS_STAGE_NEEDS_FULL
 from prefopt.errors import ConfigError
 from prefopt.modules.hand_aware import DEFAULTS as HAND_AWARE_DEFAULTS
@@ -164,7 +165,7 @@ class TrainerConfig:
             raise ConfigError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.rounds > self.max_steps:
             raise ConfigError(f"trainer.rounds={self.rounds} exceeds trainer.max_steps={self.max_steps}")
-        _one_of("trainer.timestep_sampling", self.timestep_sampling, ("uniform", "logit_normal", "mode"))
+        _one_of("trainer.timestep_sampling", self.timestep_sampling, TIMESTEP_SAMPLING)
         _positive("trainer.logit_std", self.logit_std)
         if not 0 <= self.mode_scale <= MAX_MODE_SCALE:
             raise ConfigError(f"trainer.mode_scale must be in [0, {MAX_MODE_SCALE}] (above, SD3's mode map is not "
