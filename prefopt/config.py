@@ -25,6 +25,7 @@ from prefopt.objectives import REGISTRY
 
 ASSETS = Path(__file__).resolve().parent / "assets"  # shipped weights: ${prefopt.asset:synth_base}
 MIXED_PRECISION = ("no", "fp16", "bf16")
+COMPILE_BACKENDS = ("no", "inductor", "aot_eager", "eager", "cudagraphs")  # accelerate's dynamo_backend values
 LOGGER_BACKENDS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 MAX_MODE_SCALE = 1.75  # ~ 1 / (pi/2 - 1): SD3's mode map u -> 1 - u - s (cos^2(pi u / 2) - 1 + u) stays monotonic
@@ -143,6 +144,7 @@ class TrainerConfig:
     rounds: int = 1  # rounds of generate-score-train: each round after the first re-samples model-made data from the policy
     ema_decay: float = 0.0  # > 0: keep an EMA of the trained weights (diffusers' EMAModel) and save it
     mixed_precision: str = "no"
+    compile: str = "no"  # torch.compile backend of the denoiser, through accelerate (inductor; no: eager)
     timestep_sampling: str = "uniform"  # uniform | logit_normal | mode
     logit_mean: float = 0.0  # logit_normal: logit(t) ~ N(logit_mean, logit_std), t the noise level (> 0: noisier)
     logit_std: float = 1.0
@@ -161,6 +163,7 @@ class TrainerConfig:
                     "keep_checkpoints", "max_nonfinite_steps"):
             _positive(f"trainer.{key}", getattr(self, key))
         _one_of("trainer.mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _one_of("trainer.compile", self.compile, COMPILE_BACKENDS)
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.rounds > self.max_steps:

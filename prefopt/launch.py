@@ -19,7 +19,7 @@ def make_accelerator(trainer):
     from accelerate.utils import GradientAccumulationPlugin
 
     accelerator = Accelerator(
-        mixed_precision=trainer.mixed_precision, cpu=trainer.cpu,
+        mixed_precision=trainer.mixed_precision, cpu=trainer.cpu, dynamo_backend=trainer.compile,
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=trainer.gradient_accumulation_steps, sync_with_dataloader=False))
     log.info("accelerate: %s, %d process(es), mixed precision %s, device %s", accelerator.distributed_type.value,

@@ -131,6 +131,18 @@ def batch_loss(objective, model, reference, process, batch: dict, hand_aware: Ha
     return loss, metrics
 
 
+def throughput(cfg: Config, steps: int, seconds: float, accelerator) -> dict:
+    """Training speed of this process's ``steps`` (rounds' sampling excluded): ``images_per_s``
+    counts every image through the policy, all processes together (a pair is 2, so a paired step on
+    B pairs and SFT on 2B images compare directly); on CUDA ``peak_memory_mib``, this process's
+    ``torch.cuda.max_memory_allocated`` during training."""
+    images = steps * cfg.trainer.batch_size * cfg.trainer.gradient_accumulation_steps * accelerator.num_processes
+    out = {"train_s": seconds, "images_per_s": images * (2 if cfg.objective.paired else 1) / seconds if seconds else 0.0}
+    if accelerator.device.type == "cuda":
+        out["peak_memory_mib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**20
+    return out
+
+
 def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     """Train ``cfg.objective``; write checkpoints and ``metrics.jsonl`` under ``run_dir``.
 
@@ -213,14 +225,15 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
                                  num_warmup_steps=trainer.warmup_steps * accelerator.num_processes,
                                  num_training_steps=trainer.max_steps * accelerator.num_processes)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    policy = accelerator.unwrap_model(model)
+    policy = accelerator.unwrap_model(model, keep_torch_compile=False)  # eager: saving, EMA, sampling rounds
     ema = None
     if trainer.ema_decay:
         from diffusers.training_utils import EMAModel
 
         ema = EMAModel(trainable, decay=trainer.ema_decay)
         accelerator.register_for_checkpointing(ema)
-    reference = Reference(policy, lora=cfg.lora.enabled, dtype=weight_dtype, network=model) if "ref_err" in inputs else None
+    reference = (Reference(policy, lora=cfg.lora.enabled, dtype=weight_dtype, network=model, compile=trainer.compile)
+                 if "ref_err" in inputs else None)
     process = NoiseProcess(bundle.scheduler, trainer.timestep_sampling, trainer.logit_mean, trainer.logit_std,
                            trainer.mode_scale)
     shard = (accelerator.process_index, accelerator.num_processes)
@@ -245,12 +258,16 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
         if accelerator.is_main_process:
             truncate_metrics(run_dir / "metrics.jsonl", step)
 
+    first_step = step  # this process's first step: a resumed run times only its own steps
     objective_name = type(objective).__name__.lower()
     tracker = Tracker(cfg.logger, run_dir, config_dict or {}, enabled=accelerator.is_main_process,
                       job_type=objective_name, tags=[objective_name, f"data={cfg.data.name}", f"seed={cfg.seed}"])
     if restored is None and pool_metrics(datasets):
         tracker.log(pool_metrics(datasets), step)
     started, window, in_a_row = time.perf_counter(), [], 0
+    sampling_s = 0.0  # time the rounds spend re-sampling their pools: not training throughput
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
     progress = tqdm(total=trainer.max_steps, initial=step, disable=not accelerator.is_main_process,
                     desc=type(objective).__name__)
     stop = SignalFlag(signal.SIGTERM)
@@ -274,7 +291,9 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
                     reference_moved = True
                 objective.stage = stage
             if round_index != previous[0]:  # a new round: sample the pool from the current policy
+                sampling_started = time.perf_counter()
                 datasets = round_data(round_index, ModelBundle(policy, bundle.scheduler, bundle.path))
+                sampling_s += time.perf_counter() - sampling_started
                 if pool_metrics(datasets):
                     tracker.log(pool_metrics(datasets), step)
             previous = (round_index, stage)
@@ -350,6 +369,7 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
                     raise Preempted(f"stopped by SIGTERM at step {step}; checkpoint {last_checkpoint}; "
                                     f"continue with trainer.resume=auto hydra.run.dir={run_dir}")
         accelerator.wait_for_everyone()
+        train_s = time.perf_counter() - started - sampling_s
         final_dir = run_dir / "final"
         if ema is not None:
             ema.copy_to(trainable)
@@ -357,7 +377,8 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
             save_weights(policy, cfg.lora.enabled, final_dir, bundle)
         summary = {"objective": objective_name, "seed": cfg.seed, "data": cfg.data.name, **budget,
                    "steps": step, "skipped_steps": skipped, "wall_s": time.perf_counter() - started,
-                   "final_dir": str(final_dir), **{k: v for k, v in logged.items() if k != "stage"}}
+                   "final_dir": str(final_dir), **throughput(cfg, step - first_step, train_s, accelerator),
+                   **{k: v for k, v in logged.items() if k != "stage"}}
         if cfg.eval.num_samples and cfg.data.name in SYNTH_HANDS + ANIMATION_DATA and accelerator.is_main_process:
             from prefopt.evaluate import evaluate_against_base, sample_table
 

@@ -42,6 +42,10 @@ def test_every_objective_trains_and_writes_checkpoint_and_metrics(tmp_path, mode
         assert "implicit_acc" in rows[0] and "reward_margin" in rows[0]
     if objective == "hgdpo":
         assert [r["stage"] for r in rows] == ["easy", "normal", "hard"]
+    # throughput counts every image through the policy: 3 steps x 4 (pairs: x 2)
+    images = 3 * 4 * (1 if objective in ("ipa", "sft") else 2)
+    assert summary["images_per_s"] * summary["train_s"] == pytest.approx(images)
+    assert 0 < summary["train_s"] <= summary["wall_s"]
 
 
 @pytest.mark.parametrize("objective", ["ipa", "dpo", "hgdpo", "gapo", "sft"])
@@ -127,6 +131,7 @@ def _cli(*args, tmp_path=None, env_extra=None, module="prefopt.train"):
                                            ("objective.beta=-1", "objective.beta"),
                                            ("trainer.mixed_precision=fp8", "trainer.mixed_precision"),
                                            ("trainer.mode_scale=2", "trainer.mode_scale"),
+                                           ("trainer.compile=fast", "trainer.compile"),
                                            ("trainer.logit_std=0", "trainer.logit_std")])
 def test_bad_config_fails_fast_with_one_line(tmp_path, argument, key):
     done, seconds = _cli(argument, tmp_path=tmp_path)
@@ -202,3 +207,33 @@ def test_pretrain_exports_a_loadable_diffusers_folder(tmp_path, model_cache):
 
     UNet2DModel.from_pretrained(exported)
     FlowMatchEulerDiscreteScheduler.from_pretrained(exported, subfolder="scheduler")
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_compiled_denoiser_trains_to_the_eager_weights(tmp_path, model_cache, lora):
+    """trainer.compile goes through accelerate's dynamo_backend: the LoRA reference toggles the
+    adapters under the compiled policy (a second graph), a full fine-tune compiles its frozen copy;
+    the saved weights carry no compile prefix. aot_eager traces the same graphs as inductor without
+    generating code (fast on CPU)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    options = ["objective=dpo", f"lora.enabled={lora}"]
+    _run(tmp_path / "eager", model_cache, *options)
+    torch._dynamo.reset()
+    counters.clear()
+    summary, _ = _run(tmp_path / "compiled", model_cache, *options, "trainer.compile=aot_eager")
+    assert summary["steps"] == 3
+    assert counters["stats"]["unique_graphs"] == 2  # policy + reference, no graph break
+    eager, compiled = (_final_weights(tmp_path / name / "final", lora) for name in ("eager", "compiled"))
+    assert eager.keys() == compiled.keys()
+    for key in eager:
+        assert (eager[key] - compiled[key]).abs().max() < 1e-5, key
+    assert [r["loss"] for r in _metrics(tmp_path / "eager")] == pytest.approx(
+        [r["loss"] for r in _metrics(tmp_path / "compiled")], rel=1e-4)
+
+
+def _final_weights(final_dir: Path, lora: bool) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(final_dir / ("pytorch_lora_weights.safetensors" if lora else "diffusion_pytorch_model.safetensors"))

@@ -46,17 +46,24 @@ class Reference:
     """``with reference() as network:`` yields the module that computes reference predictions."""
 
     def __init__(self, policy: torch.nn.Module, lora: bool, dtype: torch.dtype = torch.float32,
-                 network: torch.nn.Module | None = None):
+                 network: torch.nn.Module | None = None, compile: str = "no"):
         """``policy``: the model; ``network``: what runs it, when a wrapper must (FSDP gathers the
-        shards in its own forward); the adapters are switched on ``policy``."""
+        shards in its own forward, a compiled policy its graphs); the adapters are switched on
+        ``policy``. ``compile``: a torch.compile backend for the frozen copy ("no": eager)."""
         self.policy = policy
         self.network = policy if network is None else network
         self.lora = lora
         self.dtype = dtype  # of the frozen copy (half precision under mixed precision)
-        self.frozen = None if lora else self._freeze(policy)
+        self.compile = compile
+        self.frozen = self.frozen_network = None
+        if not lora:
+            self._freeze(policy)
 
-    def _freeze(self, model: torch.nn.Module) -> torch.nn.Module:
-        return copy.deepcopy(model).requires_grad_(False).eval().to(self.dtype)
+    def _freeze(self, model: torch.nn.Module) -> None:
+        """``frozen``: the copy (its weights, state dict); ``frozen_network``: what runs it."""
+        self.frozen = copy.deepcopy(model).requires_grad_(False).eval().to(self.dtype)
+        compiled = self.compile != "no"
+        self.frozen_network = torch.compile(self.frozen, backend=self.compile) if compiled else self.frozen
 
     @contextmanager
     def __call__(self):
@@ -64,11 +71,11 @@ class Reference:
             with adapters_disabled(self.policy):
                 yield self.network
         else:
-            yield self.frozen
+            yield self.frozen_network
 
     def reset_to_policy(self) -> None:
         """Make the current policy the reference (HG-DPO's ``reference: previous_stage``): a new
         frozen copy. With LoRA the reference is the adapter-free base, which cannot move."""
         if self.lora:
             raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)
-        self.frozen = self._freeze(self.policy)
+        self._freeze(self.policy)
