@@ -36,7 +36,7 @@ from prefopt.data.synth import cache_root
 from prefopt.data.synth_anim import ANIMATION_DATA
 from prefopt.errors import ConfigError, Preempted, TrainingError
 from prefopt.launch import make_accelerator, release_state
-from prefopt.models import ModelBundle, add_lora, build_model, save_weights
+from prefopt.models import ModelBundle, add_lora, build_model, half_precision_base, save_weights
 from prefopt.modules.hand_aware import HandAware
 from prefopt.modules.hand_aware.grid import region_weights
 from prefopt.modules.hand_aware.sources import hand_masks
@@ -212,11 +212,7 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
     _check_fields(objective, datasets)
     if cfg.lora.enabled:
         add_lora(model, cfg.lora.rank, cfg.lora.alpha, cfg.lora.target_modules)
-        if weight_dtype != torch.float32:  # the frozen base in half precision, the adapter trains in fp32
-            from diffusers.training_utils import cast_training_params
-
-            model.to(weight_dtype)
-            cast_training_params(model, dtype=torch.float32)
+        half_precision_base(model, weight_dtype)  # the frozen base in half precision, the adapter trains in fp32
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=trainer.learning_rate, weight_decay=trainer.weight_decay)

@@ -32,6 +32,17 @@ def add_lora(model: torch.nn.Module, rank: int, alpha: float, target_modules: li
     return model
 
 
+def half_precision_base(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A LoRA model's frozen base in ``dtype`` (bf16/fp16), its trainable adapter kept in fp32
+    (diffusers' ``cast_training_params``), as diffusers' LoRA training scripts do."""
+    if dtype != torch.float32:
+        from diffusers.training_utils import cast_training_params
+
+        model.to(dtype)
+        cast_training_params(model, dtype=torch.float32)
+    return model
+
+
 def lora_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The adapter's weights in diffusers' key format."""
     from diffusers.utils import convert_state_dict_to_diffusers
