@@ -226,6 +226,14 @@ def peak_memory(args, kind: str, lora: bool) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def write_result(result: dict, path: str) -> None:
+    """A benchmark's result as JSON at ``path`` (its folder made)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny_sd", help="a conf/model group with a random-init config")
@@ -274,10 +282,7 @@ def main() -> None:
         print(f"[{mode}] memory MiB (step above setup / peak): "
               + ", ".join(f"{k} {m['step']:.0f}/{m['total']:.0f}" for k, m in memory.items()))
         print(f"[{mode}] ratios: {json.dumps(ratios, indent=None)}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

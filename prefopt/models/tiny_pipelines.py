@@ -19,14 +19,14 @@ TEXT_DIM = 32
 MAX_TOKENS = 16
 
 
-def tokenizer():
+def tokenizer(max_tokens: int = MAX_TOKENS):
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     chars = list(bytes_to_unicode().values())
     vocab = {token: i for i, token in enumerate(chars + [c + "</w>" for c in chars])}
     vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=MAX_TOKENS)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_tokens)
 
 
 def _clip(with_projection: bool = False):

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU figures of issues 6 and 8 in one command, for a lent GPU machine (the `device` tool):
+#   here, once:   bash benchmarks/gpu.sh wheels   # .whl/ (git-ignored): what the machine's image lacks or has at other versions
+#   there:        device run: command "bash benchmarks/gpu.sh", carry [".whl"], timeout_s 600
+# It runs (1) benchmarks/sd15_run.py: 20 bf16 DPO steps at SD 1.5's real shapes through
+# `python -m prefopt.train`, and SFT on twice the images (images/s, peak memory; ~3 min), then
+# (2) benchmarks/step_cost.py at SD 1.5's UNet size in bf16 (the step-cost ratios; ~5 min).
+# Results and logs go to $OUT (benchmarks/results/ without it).
+set -euo pipefail
+WHEELS="diffusers==0.42.1 peft==0.21.2 transformers==5.24.0 hydra-core==1.3.8 omegaconf==2.3.1 importlib_metadata==10.2.0"  # as pinned here (21 MB)
+if [ "${1:-run}" = wheels ]; then
+  mkdir -p .git/info && { grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude; }
+  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $WHEELS
+  python3 -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3  # an sdist only; pure Python
+  exit 0
+fi
+out=${OUT:-benchmarks/results}
+mkdir -p "$out"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 PREFOPT_CACHE=/tmp/prefopt_cache HF_HUB_OFFLINE=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import torch, diffusers, peft, transformers, accelerate; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'peft', peft.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__)" | tee -a "$out/gpu.txt"
+python3 benchmarks/sd15_run.py --work /tmp/prefopt_sd15 --out "$out/sd15_run.json" 2>&1 | tee "$out/sd15_run.log" ||
+  echo "gpu.sh: sd15_run.py failed (its log: $out/sd15_run.log); the step cost runs anyway"
+python3 benchmarks/step_cost.py --model sd15_unet --tokens 77 --device cuda --precision bf16 --steps 10 --warmup 3 \
+  --out "$out/step_cost_sd15_bf16.json" 2>&1 | tee "$out/step_cost_sd15_bf16.log"
