@@ -233,6 +233,19 @@ def test_compiled_denoiser_trains_to_the_eager_weights(tmp_path, model_cache, lo
         [r["loss"] for r in _metrics(tmp_path / "compiled")], rel=1e-4)
 
 
+def test_compiled_run_resumes_eager_to_the_same_weights(tmp_path, model_cache):
+    """A checkpoint of a compiled run loads into an eager one (and the run ends where an
+    uninterrupted eager run ends): the checkpointed state has no compile wrapper in its keys."""
+    _run(tmp_path / "whole", model_cache, "objective=dpo", "trainer.max_steps=4")
+    _run(tmp_path / "split", model_cache, "objective=dpo", "trainer.max_steps=2", "trainer.checkpoint_every=2",
+         "trainer.compile=aot_eager")
+    summary, _ = _run(tmp_path / "split", model_cache, "objective=dpo", "trainer.max_steps=4", "trainer.resume=auto")
+    assert summary["steps"] == 4 and summary["train_s"] > 0
+    whole, split = (_final_weights(tmp_path / name / "final", True) for name in ("whole", "split"))
+    for key in whole:
+        assert (whole[key] - split[key]).abs().max() < 1e-5, key
+
+
 def _final_weights(final_dir: Path, lora: bool) -> dict:
     from safetensors.torch import load_file
 

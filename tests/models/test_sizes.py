@@ -20,8 +20,8 @@ def test_sd15_unet_group_is_stable_diffusion_15s_unet():
 
 
 def test_attention_runs_through_sdpa(model_cache):
-    """The denoisers' attention uses PyTorch's scaled_dot_product_attention (diffusers'
-    AttnProcessor2_0), the fused kernel, with no processor to set."""
+    """A UNet2DConditionModel's attention uses PyTorch's scaled_dot_product_attention (diffusers'
+    default AttnProcessor2_0), the fused kernel, with no processor to set."""
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     from prefopt.models import build_model
