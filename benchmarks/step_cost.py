@@ -21,6 +21,7 @@ Feeding: the DPO step fed by a DataLoader over a latent dataset vs pre-made tens
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import statistics
@@ -171,7 +172,8 @@ def time_all(args, lora: bool) -> dict[str, float]:
             _sync(setup.device)
             if round_index >= args.warmup:
                 times[kind].append(time.perf_counter() - started)
-    del runners, setup
+    del runners, runner, setup  # the model and optimizer, before the memory runs' fresh processes
+    gc.collect()
     if args.device == "cuda":
         torch.cuda.empty_cache()
     return {kind: statistics.median(values) for kind, values in times.items()}
@@ -282,7 +284,7 @@ def main() -> None:
         print(f"[{mode}] memory MiB (step above setup / peak): "
               + ", ".join(f"{k} {m['step']:.0f}/{m['total']:.0f}" for k, m in memory.items()))
         print(f"[{mode}] ratios: {json.dumps(ratios, indent=None)}")
-    write_result(result, args.out)
+        write_result(result, args.out)  # after each mode: a run cut short keeps what it measured
 
 
 if __name__ == "__main__":

@@ -131,15 +131,17 @@ def batch_loss(objective, model, reference, process, batch: dict, hand_aware: Ha
     return loss, metrics
 
 
-def throughput(cfg: Config, steps: int, seconds: float, accelerator) -> dict:
+def throughput(cfg: Config, steps: int, seconds: float, accelerator, memory_at_start: int | None = None) -> dict:
     """Training speed of this process's ``steps`` (rounds' sampling excluded): ``images_per_s``
     counts every image through the policy, all processes together (a pair is 2, so a paired step on
     B pairs and SFT on 2B images compare directly); on CUDA ``peak_memory_mib``, this process's
-    ``torch.cuda.max_memory_allocated`` during training."""
+    ``torch.cuda.max_memory_allocated`` during training, and ``start_memory_mib``, what was
+    allocated as training began (the model, its frozen copy, the optimizer)."""
     images = steps * cfg.trainer.batch_size * cfg.trainer.gradient_accumulation_steps * accelerator.num_processes
     out = {"train_s": seconds, "images_per_s": images * (2 if cfg.objective.paired else 1) / seconds if seconds else 0.0}
-    if accelerator.device.type == "cuda":
-        out["peak_memory_mib"] = torch.cuda.max_memory_allocated(accelerator.device) / 2**20
+    if memory_at_start is not None:
+        out.update(peak_memory_mib=torch.cuda.max_memory_allocated(accelerator.device) / 2**20,
+                   start_memory_mib=memory_at_start / 2**20)
     return out
 
 
@@ -261,9 +263,10 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
     if restored is None and pool_metrics(datasets):
         tracker.log(pool_metrics(datasets), step)
     started, window, in_a_row = time.perf_counter(), [], 0
-    sampling_s = 0.0  # time the rounds spend re-sampling their pools: not training throughput
-    if accelerator.device.type == "cuda":
+    sampling_s, memory_at_start = 0.0, None  # the rounds' re-sampling of their pools is not training throughput
+    if accelerator.device.type == "cuda":  # the training's peak, above what the model and optimizer hold at its start
         torch.cuda.reset_peak_memory_stats(accelerator.device)
+        memory_at_start = torch.cuda.memory_allocated(accelerator.device)
     progress = tqdm(total=trainer.max_steps, initial=step, disable=not accelerator.is_main_process,
                     desc=type(objective).__name__)
     stop = SignalFlag(signal.SIGTERM)
@@ -373,7 +376,7 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
             save_weights(policy, cfg.lora.enabled, final_dir, bundle)
         summary = {"objective": objective_name, "seed": cfg.seed, "data": cfg.data.name, **budget,
                    "steps": step, "skipped_steps": skipped, "wall_s": time.perf_counter() - started,
-                   "final_dir": str(final_dir), **throughput(cfg, step - first_step, train_s, accelerator),
+                   "final_dir": str(final_dir), **throughput(cfg, step - first_step, train_s, accelerator, memory_at_start),
                    **{k: v for k, v in logged.items() if k != "stage"}}
         if cfg.eval.num_samples and cfg.data.name in SYNTH_HANDS + ANIMATION_DATA and accelerator.is_main_process:
             from prefopt.evaluate import evaluate_against_base, sample_table
