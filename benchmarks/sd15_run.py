@@ -88,7 +88,8 @@ def write_pairs(folder: Path, pairs: int, size: int) -> Path:
     return manifest
 
 
-def train(work: Path, name: str, pipeline: Path, manifest: Path, size: int, args, *overrides: str) -> dict:
+def train(work: Path, name: str, pipeline: Path, manifest: Path, size: int, args, images_per_step: int,
+          *overrides: str) -> dict:
     run_dir = work / "runs" / name
     command = [sys.executable, "-m", "prefopt.train", "model=sd15", f"model.path={pipeline}", "data=files",
                f"data.path={manifest}", f"data.image_size={size}", "trainer=default", f"trainer.max_steps={args.steps}",
@@ -104,8 +105,8 @@ def train(work: Path, name: str, pipeline: Path, manifest: Path, size: int, args
     # elapsed_s is logged after a device sync
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     first, last = logged[0], logged[-1]
-    per_step = summary["images_per_s"] * summary["train_s"] / summary["steps"]
-    summary["steady_images_per_s"] = per_step * (last["step"] - first["step"]) / (last["elapsed_s"] - first["elapsed_s"])
+    summary["steady_images_per_s"] = (images_per_step * (last["step"] - first["step"])
+                                      / (last["elapsed_s"] - first["elapsed_s"]))
     summary["steady_steps"] = f"{first['step'] + 1}-{last['step']}"
     return summary
 
@@ -123,8 +124,10 @@ def main() -> None:
     work, size = Path(args.work) / ("tiny" if args.tiny else "sd15"), 32 if args.tiny else 512
     pipeline = build_pipeline(work / "pipeline", args.tiny)
     manifest = write_pairs(work / "pairs", args.pairs, size)
-    runs = {"dpo": train(work, "dpo", pipeline, manifest, size, args, "objective=dpo", f"trainer.batch_size={args.batch}"),
-            "sft_2B": train(work, "sft_2B", pipeline, manifest, size, args, "objective=sft",
+    images = 2 * args.batch  # per step in both runs: B pairs, or 2B images
+    runs = {"dpo": train(work, "dpo", pipeline, manifest, size, args, images, "objective=dpo",
+                         f"trainer.batch_size={args.batch}"),
+            "sft_2B": train(work, "sft_2B", pipeline, manifest, size, args, images, "objective=sft",
                             f"trainer.batch_size={2 * args.batch}")}
     keys = ("steps", "train_s", "images_per_s", "steady_steps", "steady_images_per_s", "peak_memory_mib",
             "start_memory_mib", "loss")

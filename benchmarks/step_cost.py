@@ -42,6 +42,7 @@ from prefopt.core import NoiseProcess, Reference
 from prefopt.data import PreferenceDataset
 from prefopt.models import add_lora, build_model, half_precision_base
 from prefopt.objectives import DPO, GAPO, HGDPO, IPA, SFT, objective_inputs
+from prefopt.trainer import WEIGHT_DTYPES as DTYPES
 from prefopt.trainer import batch_loss, forever
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
@@ -61,9 +62,6 @@ def make_batch(kind: str, batch: int, channels: int, size: int, tokens: int, con
         out["loser"] = torch.randn(n, channels, size, size, generator=generator)
         out["reward_w"], out["reward_l"] = torch.full((n,), 0.9), torch.full((n,), 0.4)
     return out
-
-
-DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Setup:

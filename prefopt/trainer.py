@@ -263,7 +263,8 @@ def _train(cfg: Config, run_dir: Path, config_dict: dict | None) -> dict:
     if restored is None and pool_metrics(datasets):
         tracker.log(pool_metrics(datasets), step)
     started, window, in_a_row = time.perf_counter(), [], 0
-    sampling_s, memory_at_start = 0.0, None  # the rounds' re-sampling of their pools is not training throughput
+    sampling_s = 0.0  # time the rounds spend re-sampling their pools: not training throughput
+    memory_at_start = None
     if accelerator.device.type == "cuda":  # the training's peak, above what the model and optimizer hold at its start
         torch.cuda.reset_peak_memory_stats(accelerator.device)
         memory_at_start = torch.cuda.memory_allocated(accelerator.device)
