@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
-from step_cost import DTYPES, Runner, Setup, _sync, write_result
+from step_cost import DTYPES, Runner, Setup, time_rounds, write_result
 
 VARIANTS = {"eager": {}, "channels_last": {"channels_last": True}, "inductor": {"compile": "inductor"}}
 KINDS = ("sft_2B", "dpo")
@@ -30,20 +29,13 @@ def main() -> None:
     parser.add_argument("--precision", default="no", choices=sorted(DTYPES))
     parser.add_argument("--out", default="benchmarks/results/compile.json")
     args = parser.parse_args()
-    runners, first = {}, {}
+    runners = {}
     for variant, options in VARIANTS.items():
         variant_args = argparse.Namespace(**{**vars(args), "compile": "no", "channels_last": False, **options})
         setup = Setup(True, variant_args)
         for kind in KINDS:
             runners[variant, kind] = Runner(kind, setup, variant_args)
-    times = {key: [] for key in runners}
-    for round_index in range(args.warmup + args.steps):
-        for key, runner in runners.items():
-            _sync(runner.setup.device)
-            started = time.perf_counter()
-            runner.step()
-            _sync(runner.setup.device)
-            (times[key] if round_index >= args.warmup else first.setdefault(key, [])).append(time.perf_counter() - started)
+    times, first = time_rounds(runners, args.warmup, args.steps)
     median = {f"{v}/{k}": statistics.median(times[v, k]) for v, k in runners}
     result = {"model": args.model, "batch": args.batch, "device": args.device, "precision": args.precision,
               "seconds": median,

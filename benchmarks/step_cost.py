@@ -158,19 +158,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_rounds(runners: dict, warmup: int, steps: int) -> tuple[dict, dict]:
+    """Every runner's step, interleaved round-robin for ``warmup + steps`` rounds, each timed
+    between device syncs: (seconds of the timed rounds, seconds of the warm-up rounds), per key."""
+    timed, warm = {key: [] for key in runners}, {key: [] for key in runners}
+    for round_index in range(warmup + steps):
+        for key, runner in runners.items():
+            _sync(runner.setup.device)
+            started = time.perf_counter()
+            runner.step()
+            _sync(runner.setup.device)
+            (timed if round_index >= warmup else warm)[key].append(time.perf_counter() - started)
+    return timed, warm
+
+
 def time_all(args, lora: bool) -> dict[str, float]:
     setup = Setup(lora, args)
     runners = {kind: Runner(kind, setup, args) for kind in KINDS if lora or kind != "baseline_dpo"}
-    times = {kind: [] for kind in runners}
-    for round_index in range(args.warmup + args.steps):
-        for kind, runner in runners.items():
-            _sync(setup.device)
-            started = time.perf_counter()
-            runner.step()
-            _sync(setup.device)
-            if round_index >= args.warmup:
-                times[kind].append(time.perf_counter() - started)
-    del runners, runner, setup  # the model and optimizer, before the memory runs' fresh processes
+    times, _ = time_rounds(runners, args.warmup, args.steps)
+    del runners, setup  # the model and optimizer, before the memory runs' fresh processes
     gc.collect()
     if args.device == "cuda":
         torch.cuda.empty_cache()
