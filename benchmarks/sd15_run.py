@@ -92,7 +92,7 @@ def train(work: Path, name: str, pipeline: Path, manifest: Path, size: int, args
           *overrides: str) -> dict:
     run_dir = work / "runs" / name
     command = [sys.executable, "-m", "prefopt.train", "model=sd15", f"model.path={pipeline}", "data=files",
-               f"data.path={manifest}", f"data.image_size={size}", "trainer=default", f"trainer.max_steps={args.steps}",
+               f"data.path={manifest}", f"data.image_size={size}", "trainer=smoke", f"trainer.max_steps={args.steps}",
                f"trainer.mixed_precision={args.precision}", "trainer.log_every=5", "logger=none", "eval.num_samples=0",
                "trainer.overwrite=true", f"hydra.run.dir={run_dir}", *overrides]
     env = {**os.environ, "PREFOPT_CACHE": str(work / "cache"), "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}

@@ -42,8 +42,8 @@ from prefopt.core import NoiseProcess, Reference
 from prefopt.data import PreferenceDataset
 from prefopt.models import add_lora, build_model, half_precision_base
 from prefopt.objectives import DPO, GAPO, HGDPO, IPA, SFT, objective_inputs
-from prefopt.trainer import WEIGHT_DTYPES as DTYPES
-from prefopt.trainer import batch_loss, forever
+from prefopt.training.batch import batch_loss, forever
+from prefopt.training.setup import WEIGHT_DTYPES as DTYPES
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 KINDS = ("sft_B", "sft_2B", "dpo", "gapo", "hgdpo", "ipa", "baseline_dpo", "dpo_dataloader")

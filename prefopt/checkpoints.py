@@ -26,6 +26,7 @@ import torch
 from prefopt.data import PreferenceDataset
 from prefopt.data.preference import flatten, unflatten
 from prefopt.errors import ConfigError
+from prefopt.io import write_text
 
 log = logging.getLogger("prefopt")
 PREFIX, TMP_PREFIX = "step_", ".tmp-step_"
@@ -173,6 +174,4 @@ def truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text(path, "".join(line + "\n" for line in kept))

@@ -6,14 +6,13 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from prefopt.config import Config
+from prefopt.paths import CONF_DIR
 
 MAX_CHECKED_JOBS = 256
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def to_config(cfg: DictConfig) -> Config:

@@ -10,7 +10,6 @@ with it before any model code loads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -22,8 +21,8 @@ from prefopt.errors import ConfigError
 from prefopt.modules.hand_aware import DEFAULTS as HAND_AWARE_DEFAULTS
 from prefopt.modules.hand_aware import HandAware
 from prefopt.objectives import REGISTRY
+from prefopt.paths import ASSETS, cache_root
 
-ASSETS = Path(__file__).resolve().parent / "assets"  # shipped weights: ${prefopt.asset:synth_base}
 MIXED_PRECISION = ("no", "fp16", "bf16")
 COMPILE_BACKENDS = ("no", "inductor", "aot_eager", "eager", "cudagraphs")  # accelerate's dynamo_backend values
 LOGGER_BACKENDS = ("wandb", "none")
@@ -56,7 +55,7 @@ class ModelConfig:
     scheduler_kwargs: dict[str, Any] = field(default_factory=dict)  # over the folder's scheduler config (flow: shift)
     config: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    cache_dir: str = "${oc.env:PREFOPT_CACHE,'~/.cache/prefopt'}/models"
+    cache_dir: str = "${prefopt.cache:models}"  # $PREFOPT_CACHE/models (prefopt/paths.py)
     gradient_checkpointing: bool = False
 
     def __post_init__(self):
@@ -82,15 +81,16 @@ class LoraConfig:
 
 @dataclass
 class DataConfig:
-    """``synth``: a scored pool of ``num_samples`` base-model samples; ``renders``: ground-truth
-    labelled renders; ``mix``: the pretraining mixture (prefopt/data/synth.py); ``files``: a JSONL
-    manifest of image/video files at ``path`` (prefopt/data/files.py)."""
+    """``files`` (your data): a JSONL manifest of image/video files or Parquet pairs at ``path``
+    (prefopt/data/files.py). ``builder`` names the function that builds the dataset: the embedded
+    benchmarks' (``data=synth``, ``synth_anim``, ...) live in ``prefopt/tasks``."""
 
-    name: str = "synth"
+    name: str = "files"
+    builder: str = "prefopt.data.files.build_files"  # (cfg, paired, stage, model) -> PreferenceDataset
     num_samples: int = 1024
     image_size: int = 16
     seed: int = 0
-    sample_steps: int = 30  # synth: sampling steps of the pool
+    sample_steps: int = 30  # model-made data: sampling steps of the pool
     sdedit_strength: float = 0.5  # synth, HG-DPO normal stage: how far real renders are noised
     good_fraction: float = 0.4  # mix: share of good hands
     path: str | None = None  # files: the JSONL manifest (or a Pick-a-Pic-style .parquet of pairs)
@@ -133,13 +133,16 @@ class ModulationConfig:
 
 @dataclass
 class TrainerConfig:
-    max_steps: int = 200
-    batch_size: int = 16  # per process; pairs for paired objectives
-    learning_rate: float = 1e-4
+    """Defaults for real use: LoRA on an SD-scale model (Diffusion-DPO's published LoRA learning rate
+    1e-5; an effective batch of 16 per process reached by accumulation, which fits one GPU)."""
+
+    max_steps: int = 2000
+    batch_size: int = 4  # per process; pairs for paired objectives
+    learning_rate: float = 1e-5
     weight_decay: float = 0.0
     lr_scheduler: str = "constant_with_warmup"  # any name of diffusers.optimization.get_scheduler
-    warmup_steps: int = 0
-    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 200
+    gradient_accumulation_steps: int = 4
     max_grad_norm: float = 1.0
     rounds: int = 1  # rounds of generate-score-train: each round after the first re-samples model-made data from the policy
     ema_decay: float = 0.0  # > 0: keep an EMA of the trained weights (diffusers' EMAModel) and save it
@@ -190,13 +193,15 @@ class LoggerConfig:
 
 @dataclass
 class EvalConfig:
-    """After training on SynthHands data (synth, renders, mix), sample base and trained model from
-    fixed seeds and score them with the SynthHands reward (prefopt/evaluate.py); ``num_samples: 0``
-    skips it."""
+    """After training, sample base and trained model from fixed seeds and score them with the
+    evaluator ``evaluator`` names (a class path, prefopt/evaluation; ``conf/eval/``); null or
+    ``num_samples: 0`` skips it. ``options``: the evaluator's own settings."""
 
+    evaluator: str | None = None
     num_samples: int = 512
     seed: int = 10_000
     steps: int = 30
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.num_samples < 0:
@@ -226,6 +231,10 @@ class Config:
         if self.modulation.enabled and self.model.denoiser_class != "MotionVideoModel":
             raise ConfigError(f"modulation.enabled: {self.model.denoiser_class} takes no motion condition "
                               "(model=tiny_video builds a MotionVideoModel)")
+        if self.trainer.rounds > 1 and not getattr(data_builder(self.data), "model_made", False):
+            raise ConfigError(f"trainer.rounds={self.trainer.rounds}: data={self.data.name} is not made by the model, "
+                              "so every round would re-read the same data; use trainer.rounds=1 (or make a new pool "
+                              "with prefopt.generate between runs)")
 
 
 @dataclass
@@ -238,17 +247,15 @@ class PretrainConfig(Config):
 
 @dataclass
 class EvaluateConfig:
-    """``python -m prefopt.evaluate``: a finished run (``run``) or a model (``model=...``)."""
+    """``python -m prefopt.evaluate``: a finished run (``run``: its model, weights and evaluator) or a
+    model (``model=...`` with ``eval=...``); ``eval.num_samples``, ``eval.seed``, ``eval.steps`` apply to both."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     run: str | None = None
-    num_samples: int = 512
-    seed: int = 10_000
-    steps: int = 30
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
-        _positive("num_samples", self.num_samples)
-        _positive("steps", self.steps)
+        _positive("eval.num_samples", self.eval.num_samples)
 
 
 @dataclass
@@ -329,8 +336,20 @@ class CurateConfig:
             raise ConfigError(f"min_gap must be >= 0, got {self.min_gap}")
 
 
+def data_builder(data: DataConfig):
+    """The function ``data.builder`` names: ``(cfg, paired, stage, model) -> PreferenceDataset``; a
+    ``model_made`` attribute says it samples the model (a new round re-samples it)."""
+    from hydra.utils import get_method
+
+    try:
+        return get_method(data.builder)
+    except Exception as error:  # noqa: BLE001 - an unknown path is a config error
+        raise ConfigError(f"data.builder: cannot import {data.builder!r} ({error})") from None
+
+
 def register() -> None:
     OmegaConf.register_new_resolver("prefopt.asset", lambda name: str(ASSETS / name), replace=True)
+    OmegaConf.register_new_resolver("prefopt.cache", lambda name: str(cache_root() / name), replace=True)
     store = ConfigStore.instance()
     store.store(name="prefopt_schema", node=Config)
     store.store(name="prefopt_pretrain_schema", node=PretrainConfig)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from prefopt.cli import command
 from prefopt.errors import ConfigError
+from prefopt.io import atomic_write
 
 
 def _path(row: dict, source: Path, out: Path) -> str:
@@ -43,17 +44,13 @@ def _pair_row(winner: dict, loser: dict, source: Path, out: Path, rewards: bool 
 
 def _fit(path: Path, size: tuple[int, int], target: Path) -> None:
     """``path`` centre-cropped to ``size``'s aspect and resized to it, written to ``target`` (once)."""
-    import os
-
     from PIL import Image, ImageOps
 
     if target.is_file():
         return
     with Image.open(path) as image:
         fitted = ImageOps.fit(image.convert("RGB"), size, Image.Resampling.LANCZOS)
-    tmp = target.with_name(f".{target.stem}.tmp{os.getpid()}.png")
-    fitted.save(tmp, format="PNG")
-    os.replace(tmp, target)
+    atomic_write(target, lambda tmp: fitted.save(tmp, format="PNG"))
 
 
 def hgdpo_sets(cfg, rows: list[dict], manifest: Path, out: Path) -> dict:
@@ -104,7 +101,8 @@ def hgdpo_sets(cfg, rows: list[dict], manifest: Path, out: Path) -> dict:
 def curate(cfg) -> dict:
     """Write the objective's training manifest(s) and ``counts.json``; returns the counts."""
     from prefopt.data import curation
-    from prefopt.data.manifest import read_rows, write_json, write_rows
+    from prefopt.data.manifest import read_rows, write_rows
+    from prefopt.io import write_json
 
     manifest = Path(cfg.manifest).expanduser()
     rows = read_rows(manifest)

@@ -17,12 +17,12 @@ manifest is written once all are done.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from prefopt.cli import command
 from prefopt.errors import ConfigError
+from prefopt.io import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -38,7 +38,6 @@ class Job:
 def read_prompts(path: Path, conditions: list[str]) -> list[dict]:
     """Rows ``{"prompt": str, <condition>: value}``; image/video paths in conditions are loaded."""
     from prefopt.data.manifest import read_rows
-    from prefopt.data.media import VIDEO_SUFFIXES, read_frames
 
     path = Path(path).expanduser()
     if path.suffix != ".jsonl":
@@ -57,19 +56,27 @@ def read_prompts(path: Path, conditions: list[str]) -> list[dict]:
         for key in conditions:
             if key not in row:
                 raise ConfigError(f"{where}: no {key!r} (data.conditions)")
-            value = row["_source"][key] = row[key]
-            if isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES):
-                file = path.parent / value
-                if not file.is_file():
-                    raise ConfigError(f"{where}: {key} {file}: no such file")
-                from PIL import Image
-
-                try:
-                    frames = [Image.fromarray(frame) for frame in read_frames(file)]
-                except ValueError as error:
-                    raise ConfigError(f"{where}: {key} {file}: {error}") from None
-                row[key] = frames if value.lower().endswith(VIDEO_SUFFIXES) else frames[0]
+            row["_source"][key] = row[key]
+            row[key] = _condition(row[key], path.parent, f"{where}: {key}")
     return rows
+
+
+def _condition(value, folder: Path, where: str):
+    """A condition's value; an image or video path is loaded (a PIL image, or a list of frames)."""
+    from prefopt.data.media import VIDEO_SUFFIXES, read_frames
+
+    if not (isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)):
+        return value
+    file = folder / value
+    if not file.is_file():
+        raise ConfigError(f"{where} {file}: no such file")
+    from PIL import Image
+
+    try:
+        frames = [Image.fromarray(frame) for frame in read_frames(file)]
+    except ValueError as error:
+        raise ConfigError(f"{where} {file}: {error}") from None
+    return frames if value.lower().endswith(VIDEO_SUFFIXES) else frames[0]
 
 
 def plan(num_prompts: int, per_prompt: int, seed: int, suffix: str) -> list[Job]:
@@ -92,7 +99,7 @@ def settings(cfg, prompts_file: Path) -> dict:
 def check_settings(out: Path, wanted: dict, record_them: bool) -> None:
     """Refuse ``out`` if it holds samples of other settings (every process checks, so all stop);
     ``record_them``: write them for a new ``out`` (the main process)."""
-    from prefopt.data.manifest import write_json
+    from prefopt.io import write_json
 
     record = out / "generate.json"
     if record.is_file():
@@ -128,19 +135,21 @@ def write_sample(array, path: Path, fps: int) -> None:
     import numpy as np
 
     pixels = (np.clip(np.asarray(array, dtype=np.float32), 0, 1) * 255).round().astype(np.uint8)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    if pixels.ndim == 4:
-        import cv2
 
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, pixels.shape[2:0:-1])
-        for frame in pixels:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
-    else:
-        from PIL import Image
+    def write(tmp: Path) -> None:
+        if pixels.ndim == 4:
+            import cv2
 
-        Image.fromarray(pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, pixels.shape[2:0:-1])
+            for frame in pixels:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            writer.release()
+        else:
+            from PIL import Image
+
+            Image.fromarray(pixels).save(tmp, format="PNG")
+
+    atomic_write(path, write)
 
 
 def sample_batch(pipe, cfg, video: bool, jobs: list[Job], rows: list[dict], device):

@@ -3,32 +3,25 @@
 The same training loop as ``prefopt.train`` (objective ``sft``, all weights, EMA) from a random-init
 ``model=tiny_flow`` on ``data=mix`` (renders, a minority of them good hands); then the EMA weights and
 the scheduler are exported as a diffusers folder (``export``, default ``<run dir>/model``) and the
-model is evaluated. The shipped ``prefopt/assets/synth_base`` was made by
+model is evaluated by the data's evaluator. The shipped ``prefopt/assets/synth_base`` was made by
 
     python -m prefopt.pretrain export=prefopt/assets/synth_base
 
 (seed 0; see prefopt/assets/synth_base/PROVENANCE.md), and the video base ``prefopt/assets/anim_base``
 (``model=anim_base``) by
 
-    python -m prefopt.pretrain model=tiny_video data=anim_mix modulation.enabled=true \
-        trainer.max_steps=4000 trainer.batch_size=32 export=prefopt/assets/anim_base
+    python -m prefopt.pretrain model=tiny_video data=anim_mix modulation.enabled=true trainer.max_steps=4000 trainer.batch_size=32 export=prefopt/assets/anim_base
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
-
-from prefopt.cli import to_config
+from prefopt.cli import command
 from prefopt.errors import ConfigError
-
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def export_model(final_dir: Path, scheduler, export: Path) -> Path:
@@ -40,37 +33,32 @@ def export_model(final_dir: Path, scheduler, export: Path) -> Path:
     return export
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pretrain")
-def app(cfg: DictConfig) -> None:
+def pretrain(config) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from prefopt.evaluate import describe, evaluator
+    from prefopt.evaluation import build_evaluator
+    from prefopt.io import write_json
     from prefopt.models import build_model
-    from prefopt.trainer import train
+    from prefopt.training import train
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    config = to_config(cfg)
     if config.lora.enabled:
         raise ConfigError("lora.enabled: pretraining trains all weights; set lora.enabled=false")
-    summary = train(config, run_dir, OmegaConf.to_container(cfg, resolve=True))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    evaluator = build_evaluator(config.eval)  # of the exported model, not base against trained
+    summary = train(replace(config, eval=replace(config.eval, evaluator=None)), run_dir, asdict(config))
     export = Path(config.export) if config.export else run_dir / "model"
-    bundle = build_model(config.model)
-    export_model(Path(summary["final_dir"]), bundle.scheduler, export)
+    export_model(Path(summary["final_dir"]), build_model(config.model).scheduler, export)
     model = build_model(replace(config.model, path=str(export)))
-    result = evaluator(config.data)(model.denoiser, model.scheduler, "pretrained", run_dir / "eval")
-    (export / "pretrain.json").write_text(json.dumps({"command": "python -m prefopt.pretrain " + " ".join(sys.argv[1:]),
-                                                      "seed": config.seed, "steps": summary["steps"],
-                                                      "wall_s": summary["wall_s"], "final_loss": summary["loss"],
-                                                      "evaluation": result}, indent=1))
+    result = evaluator.evaluate(model.denoiser, model.scheduler, "pretrained", run_dir / "eval") if evaluator else None
+    write_json(export / "pretrain.json", {"command": "python -m prefopt.pretrain " + " ".join(sys.argv[1:]),
+                                          "seed": config.seed, "steps": summary["steps"], "wall_s": summary["wall_s"],
+                                          "final_loss": summary["loss"], "evaluation": result})
     print(f"exported {export} ({summary['steps']} steps in {summary['wall_s']:.0f} s)")
-    print(describe(result))
+    if result is not None:
+        print(evaluator.describe(result))
 
 
-def main() -> None:
-    from prefopt.cli import run_app
-
-    run_app(app, CONF_DIR, "pretrain")
-
+main = command("pretrain", pretrain)
 
 if __name__ == "__main__":
     main()

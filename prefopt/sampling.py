@@ -81,3 +81,22 @@ def reconstruct(denoiser, training_scheduler, images: torch.Tensor, strength: fl
     else:
         noised = scheduler.add_noise(images, noise, timestep)
     return _denoise(denoiser, training_scheduler, noised, steps, start, batch_size, cond)
+
+
+def cached_samples(model, n: int, seed: int, steps: int, sample_shape: tuple[int, ...] | None = None,
+                   cond: dict | None = None, tag: str = "") -> torch.Tensor:
+    """``n`` samples of ``model`` (a ModelBundle), cached under ``$PREFOPT_CACHE/samples``; ``tag``
+    names what else decides them (a conditioned pool: how its conditions were drawn)."""
+    from safetensors.torch import load_file
+
+    from prefopt.io import save_tensors
+    from prefopt.paths import cache_root
+
+    name = f"{model_fingerprint(model.denoiser)}-n{n}-seed{seed}-steps{steps}{tag}.safetensors"
+    path = cache_root() / "samples" / name
+    if path.is_file():
+        return load_file(path)["samples"]
+    samples = generate(model.denoiser, model.scheduler, n, seed=seed, steps=steps, sample_shape=sample_shape,
+                       cond=cond)
+    save_tensors(path, {"samples": samples})
+    return samples

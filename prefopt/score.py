@@ -28,12 +28,42 @@ def load_sample(path: Path):
     return tensor.permute(3, 0, 1, 2) if is_video(path) else tensor[0].permute(2, 0, 1)
 
 
+def _next_batch(manifest: Path, rows: list[dict]) -> tuple[list[dict], list]:
+    """The leading rows of ``rows`` whose samples share one shape, and their samples."""
+    from prefopt.data.manifest import media_path
+
+    batch, samples = [], []
+    for row in rows:
+        path = media_path(manifest, row)
+        try:
+            sample = load_sample(path)
+        except ValueError as error:
+            raise ConfigError(f"{manifest}:{row['_line']}: {path}: {error}") from None
+        if samples and sample.shape != samples[0].shape:
+            break
+        batch.append(row)
+        samples.append(sample)
+    return batch, samples
+
+
+def _dimensions(values, count: int, where: str) -> dict:
+    """A reward's output as checked ``{dimension: (B,)}`` with a ``score``."""
+    from prefopt.rewards import callables
+
+    if not isinstance(values, dict):
+        return {"score": callables.check(values, count, where)}
+    if "score" not in values:
+        raise ConfigError(f"{where}: returned dimensions {sorted(values)} but no 'score' "
+                          "(aggregate them: prefopt.rewards.callables.Weighted)")
+    return {key: callables.check(value, count, f"{where}, {key}") for key, value in values.items()}
+
+
 def score(cfg) -> dict:
     """Score the manifest's unscored rows; returns the counts (scored now, skipped, rows)."""
     import torch
     from tqdm import tqdm
 
-    from prefopt.data.manifest import media_path, read_rows, write_rows
+    from prefopt.data.manifest import read_rows, write_rows
     from prefopt.rewards import callables
 
     manifest = Path(cfg.manifest).expanduser()
@@ -48,26 +78,9 @@ def score(cfg) -> dict:
     since_save, done = 0, 0
     progress = tqdm(total=len(todo), desc="score")
     while done < len(todo):
-        batch, samples = [], []
-        for row in todo[done:done + cfg.batch_size]:
-            path = media_path(manifest, row)
-            try:
-                sample = load_sample(path)
-            except ValueError as error:
-                raise ConfigError(f"{manifest}:{row['_line']}: {path}: {error}") from None
-            if samples and sample.shape != samples[0].shape:
-                break
-            batch.append(row)
-            samples.append(sample)
+        batch, samples = _next_batch(manifest, todo[done:done + cfg.batch_size])
         values = reward(torch.stack(samples), [str(row.get("prompt", "")) for row in batch])
-        where = f"reward ({reward_name}) on {manifest}:{batch[0]['_line']}-{batch[-1]['_line']}"
-        if isinstance(values, dict):
-            if "score" not in values:
-                raise ConfigError(f"{where}: returned dimensions {sorted(values)} but no 'score' "
-                                  "(aggregate them: prefopt.rewards.callables.Weighted)")
-            dims = {key: callables.check(value, len(batch), f"{where}, {key}") for key, value in values.items()}
-        else:
-            dims = {"score": callables.check(values, len(batch), where)}
+        dims = _dimensions(values, len(batch), f"reward ({reward_name}) on {manifest}:{batch[0]['_line']}-{batch[-1]['_line']}")
         for index, row in enumerate(batch):
             row["score"] = float(dims["score"][index])
             row["reward"] = reward_name

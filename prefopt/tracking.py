@@ -26,7 +26,7 @@ class Tracker:
                                   config=config, reinit="create_new")
 
     def log(self, metrics: dict, step: int) -> None:
-        if not self.enabled:
+        if not self.enabled or not metrics:
             return
         self.file.write(json.dumps({"step": step, **metrics}) + "\n")
         self.file.flush()

@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from prefopt.cli import check_overrides, to_config
 from prefopt.errors import ConfigError
 from prefopt.launch import shared_run_dir
+from prefopt.paths import CONF_DIR
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 PREEMPTED_EXIT = 143  # 128 + SIGTERM, what schedulers expect of a job stopped by it
 
 
@@ -28,8 +28,8 @@ def app(cfg: DictConfig) -> float:
     from rich.console import Console
 
     from prefopt.errors import Preempted, TrainingError
-    from prefopt.evaluate import describe
-    from prefopt.trainer import train
+    from prefopt.evaluation import build_evaluator
+    from prefopt.training import train
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -49,7 +49,7 @@ def app(cfg: DictConfig) -> float:
         console.print(f"[bold]{type(config.objective).__name__}[/bold] {summary['steps']} steps "
                       f"in {summary['wall_s']:.1f} s, loss {summary['loss']:.4f}; run dir {run_dir}")
         for result in summary.get("eval", {}).values():
-            console.print(describe(result), highlight=False)
+            console.print(build_evaluator(config.eval).describe(result), highlight=False)
     return summary["loss"]
 
 

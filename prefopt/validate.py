@@ -9,20 +9,13 @@ validated dataset starts without decoding again.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from prefopt.cli import command
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def app(cfg: DictConfig) -> None:
-    from prefopt.cli import to_config
+def validate(config) -> None:
     from prefopt.data.files import read_manifest
 
-    config = to_config(cfg)
     paired = config.objective.paired
     if config.data.name != "files":
         print(f"data={config.data.name} is made in memory and checked as it is built: no files to validate")
@@ -36,11 +29,7 @@ def app(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
-def main() -> None:
-    from prefopt.cli import run_app
-
-    run_app(app, CONF_DIR, "config")
-
+main = command("config", validate)
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-COMMON = ["logger=none", "model=tiny", "data=renders", "data.num_samples=32", "eval.num_samples=0", "trainer=default",
+COMMON = ["logger=none", "model=tiny", "data=renders", "data.num_samples=32", "eval.num_samples=0", "trainer=smoke",
           "trainer.max_steps=3", "trainer.log_every=1", "trainer.learning_rate=1e-3", "lora.enabled=true"]
 
 
@@ -76,7 +76,7 @@ def test_processes_that_do_not_join_one_group_stop_with_the_remedy(tmp_path, mod
 
     from prefopt.cli import to_config
     from prefopt.errors import ConfigError
-    from prefopt.trainer import train
+    from prefopt.training import train
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):

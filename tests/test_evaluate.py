@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from prefopt.evaluate import mean_ci, proportion_ci, save_grid
+from prefopt.evaluation.grid import save_grid
+from prefopt.evaluation.stats import mean_ci, proportion_ci
 
 
 def test_wilson_interval_matches_published_values():
@@ -38,13 +39,14 @@ def test_evaluate_model_writes_json_and_png(tmp_path, model_cache):
     from test_train import CONF
 
     from prefopt.cli import to_config
-    from prefopt.evaluate import evaluate_model
     from prefopt.models import build_model
+    from prefopt.tasks.synthhands.evaluation import SynthHandsEvaluator
 
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = to_config(compose("config", overrides=["model=tiny_flow"]))
     bundle = build_model(cfg.model)
-    result = evaluate_model(bundle.denoiser, bundle.scheduler, "tiny", tmp_path, num_samples=8, steps=2, grid=8)
+    result = SynthHandsEvaluator(num_samples=8, steps=2, grid=8).evaluate(bundle.denoiser, bundle.scheduler, "tiny",
+                                                                          tmp_path)
     saved = json.loads((tmp_path / "tiny.json").read_text())
     assert saved == result and result["num_samples"] == 8
     assert 0 <= result["good_rate_ci95"][0] <= result["good_rate"] <= result["good_rate_ci95"][1] <= 1

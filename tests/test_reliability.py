@@ -22,13 +22,13 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 import prefopt.checkpoints as checkpoints
-import prefopt.trainer as trainer_module
+import prefopt.training.loop as trainer_module
 from prefopt.cli import to_config
 from prefopt.errors import ConfigError, TrainingError
-from prefopt.trainer import train
+from prefopt.training import train
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
-FAST = ["logger=none", "model=tiny", "data=renders", "eval.num_samples=0", "lora.enabled=true", "trainer=default",
+FAST = ["logger=none", "model=tiny", "data=renders", "eval.num_samples=0", "lora.enabled=true", "trainer=smoke",
         "trainer.max_steps=4", "trainer.log_every=1", "trainer.batch_size=4", "data.num_samples=16"]
 
 
@@ -270,12 +270,16 @@ def test_out_of_memory_names_the_batch_size_and_the_remedy(tmp_path, model_cache
         train(_config("objective=ipa"), tmp_path / "run")
 
 
-def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, model_cache, monkeypatch):
+@pytest.mark.parametrize("every, crash", [(3, 5), (1, 6)])  # resumed where a segment starts / inside one
+def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, model_cache, monkeypatch, every, crash):
+    """HG-DPO's moving reference and a second round of model-made data (data=synth: rounds re-sample
+    the model). Segments: (round 0: easy 2, normal 1), (round 1: normal 1, hard 2)."""
     overrides = ["objective=hgdpo", "objective.reference=previous_stage", "lora.enabled=false",
                  "trainer.ema_decay=0.9", "trainer.rounds=2", "trainer.learning_rate=1e-3",
-                 "trainer.max_steps=6", "trainer.checkpoint_every=3"]
+                 "trainer.max_steps=6", f"trainer.checkpoint_every={every}", "data=synth", "model=base",
+                 "data.num_samples=32", "data.sample_steps=10", "eval.num_samples=0", "lora.enabled=false"]
     train(_config(*overrides), tmp_path / "straight")
-    _inject(monkeypatch, {5}, RuntimeError("the machine died"))
+    _inject(monkeypatch, {crash}, RuntimeError("the machine died"))
     with pytest.raises(RuntimeError, match="the machine died"):
         train(_config(*overrides), tmp_path / "resumed")
     monkeypatch.undo()

@@ -14,7 +14,7 @@ import pytest
 
 from prefopt.report import seeds_ci, t975, write_report
 
-FAST = ["model=tiny", "data=renders", "eval.num_samples=0", "lora.enabled=true", "trainer=default",
+FAST = ["model=tiny", "data=renders", "eval.num_samples=0", "lora.enabled=true", "trainer=smoke",
         "trainer.max_steps=3", "trainer.log_every=1", "trainer.batch_size=4", "data.num_samples=16"]
 
 

@@ -13,10 +13,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from prefopt.cli import to_config
-from prefopt.trainer import train
+from prefopt.training import train
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
-FAST = ["logger=none", "model=tiny", "data=renders", "eval.num_samples=0", "lora.enabled=true", "trainer=default",
+FAST = ["logger=none", "model=tiny", "data=renders", "eval.num_samples=0", "lora.enabled=true", "trainer=smoke",
         "trainer.max_steps=3", "trainer.log_every=1", "trainer.batch_size=4", "data.num_samples=16"]
 
 
@@ -177,7 +177,7 @@ def test_default_synth_run_ends_by_evaluating_base_and_aligned(tmp_path, model_c
     aligned = json.loads((run_dir / "eval" / "aligned.json").read_text())
     assert aligned["num_samples"] == 16 and (run_dir / "eval" / "aligned.png").is_file()
     assert (run_dir / "eval" / "base.json").is_file()
-    again, _ = _cli("run=run", "num_samples=16", "steps=10", tmp_path=tmp_path, module="prefopt.evaluate",
+    again, _ = _cli("run=run", "eval.num_samples=16", "eval.steps=10", tmp_path=tmp_path, module="prefopt.evaluate",
                     env_extra={"PREFOPT_CACHE": str(model_cache)})
     assert again.returncode == 0, again.stderr[-2000:]
     reloaded = json.loads((run_dir / "eval" / "aligned.json").read_text())
@@ -186,7 +186,10 @@ def test_default_synth_run_ends_by_evaluating_base_and_aligned(tmp_path, model_c
 
 def test_rounds_cut_the_curriculum_into_segments():
     from prefopt.objectives import HGDPO, IPA
-    from prefopt.trainer import schedule
+    from prefopt.training.plan import plan
+
+    def schedule(objective, total, rounds=1):
+        return [(s.round, s.stage, s.steps) for s in plan(objective, total, rounds)]
 
     # stages of 3 steps each; rounds end after steps 4 (round(4.5) = 4) and 9
     assert schedule(HGDPO(), 9, rounds=2) == [(0, "easy", 3), (0, "normal", 1), (1, "normal", 2), (1, "hard", 3)]

@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import torch
 from prefopt.data.media import is_video, read_frames
 from prefopt.data.preference import PreferenceDataset
 from prefopt.errors import ConfigError
+from prefopt.io import save_tensors, write_json
 
 log = logging.getLogger("prefopt")
 
@@ -101,7 +101,7 @@ def _reward(row: dict, key: str) -> float | None:
 
 def read_manifest(cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
     """Decode and validate every row of ``cfg.path``: (tensors of the kept rows, report)."""
-    from prefopt.data.synth import cache_root
+    from prefopt.paths import cache_root
 
     if not cfg.path:
         raise ConfigError("data.path: data=files needs a JSONL manifest")
@@ -121,9 +121,9 @@ def read_manifest(cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
 
 
 def _read_jsonl(manifest: Path, cfg, paired: bool) -> tuple[dict[str, torch.Tensor], Report]:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    from prefopt.data.synth import cache_root
+    from prefopt.paths import cache_root
 
     lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
     key = _cache_key(manifest, lines, cfg, paired)
@@ -139,75 +139,88 @@ def _read_jsonl(manifest: Path, cfg, paired: bool) -> tuple[dict[str, torch.Tens
         if not line.strip():
             continue
         report.rows += 1
-        where = f"{manifest}:{number}"
         try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-            keys = ["winner", "loser"] if paired else ["winner"]
-            missing = [k for k in keys if not isinstance(row.get(k), str)]
-            if missing:
-                need = " (the objective is paired)" if missing == ["loser"] else ""
-                raise ValueError(f"no {missing[0]!r} path{need}")
-            decoded, originals = {}, {}
-            for key in keys:
-                path = manifest.parent / row[key]
-                if not path.is_file():
-                    raise ValueError(f"{key} {path}: no such file")
-                try:
-                    decoded[key], originals[key] = _decode(path, cfg.image_size)
-                except ValueError as error:
-                    raise ValueError(f"{key} {path}: {error}") from None
-                frames = originals[key][0] if decoded[key].dim() == 4 else None
-                if cfg.num_frames is not None and frames != cfg.num_frames:
-                    raise ValueError(f"{key} {path} has {frames or 'no'} frames, data.num_frames={cfg.num_frames}")
-            if paired:
-                if (manifest.parent / row["winner"]).resolve() == (manifest.parent / row["loser"]).resolve() \
-                        or torch.equal(decoded["winner"], decoded["loser"]):
-                    raise ValueError("winner and loser are the same image")
-                if originals["winner"] != originals["loser"]:
-                    raise ValueError(f"winner is {'x'.join(map(str, originals['winner']))} but loser is "
-                                     f"{'x'.join(map(str, originals['loser']))}")
-            prompt = row.get("prompt", "")
-            if not isinstance(prompt, str):
-                raise ValueError(f"prompt is {prompt!r}, not a string")
-            reward_w, reward_l = _reward(row, "reward_w"), _reward(row, "reward_l")
-            if paired and (reward_w is None) != (reward_l is None):
-                raise ValueError("reward_w and reward_l come together (got only one)")
-            if paired and reward_w is not None and reward_w <= reward_l:
-                raise ValueError(f"reward_w {reward_w} <= reward_l {reward_l}")
-            shape = tuple(decoded["winner"].shape)
-            first = shapes.setdefault("winner", shape)
-            if shape != first:
-                raise ValueError(f"winner has shape {shape}, earlier rows {first} (set data.num_frames)")
+            row = _read_row(line, manifest, cfg, paired, shapes)
         except (ValueError, json.JSONDecodeError) as error:
-            report.problems.append(f"{where}: {error}")
+            report.problems.append(f"{manifest}:{number}: {error}")
             continue
         report.kept.append(number)
-        report.prompts.append(prompt)
-        columns["winner"].append(decoded["winner"])
-        if paired:
-            columns["loser"].append(decoded["loser"])
-            columns["reward_w"].append(reward_w)
-            columns["reward_l"].append(reward_l)
-
-    tensors = {}
-    if report.kept:
-        tensors["winner"] = torch.stack(columns["winner"])
-        if paired:
-            tensors["loser"] = torch.stack(columns["loser"])
-            if all(r is not None for r in columns["reward_w"]):
-                tensors["reward_w"] = torch.tensor(columns["reward_w"])
-                tensors["reward_l"] = torch.tensor(columns["reward_l"])
-    cache.parent.mkdir(parents=True, exist_ok=True)
+        report.prompts.append(row.pop("prompt"))
+        for name, value in row.items():
+            columns[name].append(value)
+    tensors = _stack(columns, paired) if report.kept else {}
     if tensors:
-        tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}.safetensors")
-        save_file(tensors, tmp)
-        os.replace(tmp, cache.with_suffix(".safetensors"))
-    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}.json")
-    tmp.write_text(json.dumps(report.__dict__, indent=1))
-    os.replace(tmp, cache.with_suffix(".json"))  # last: the report marks the cache complete
+        save_tensors(cache.with_suffix(".safetensors"), tensors)
+    write_json(cache.with_suffix(".json"), report.__dict__)  # last: the report marks the cache complete
     return tensors, report
+
+
+def _read_row(line: str, manifest: Path, cfg, paired: bool, shapes: dict) -> dict:
+    """One manifest line, decoded and checked: ``winner`` (``loser``, ``reward_w``, ``reward_l``) and
+    ``prompt``; a problem raises ValueError with its one-line description."""
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    keys = ["winner", "loser"] if paired else ["winner"]
+    missing = [k for k in keys if not isinstance(row.get(k), str)]
+    if missing:
+        need = " (the objective is paired)" if missing == ["loser"] else ""
+        raise ValueError(f"no {missing[0]!r} path{need}")
+    decoded, originals = {}, {}
+    for key in keys:
+        decoded[key], originals[key] = _read_media(manifest.parent / row[key], key, cfg)
+    if paired:
+        _check_pair(manifest, row, decoded, originals)
+    prompt = row.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt is {prompt!r}, not a string")
+    rewards = _rewards(row) if paired else {}
+    shape = tuple(decoded["winner"].shape)
+    first = shapes.setdefault("winner", shape)
+    if shape != first:
+        raise ValueError(f"winner has shape {shape}, earlier rows {first} (set data.num_frames)")
+    return {**decoded, **rewards, "prompt": prompt}
+
+
+def _rewards(row: dict) -> dict:
+    reward_w, reward_l = _reward(row, "reward_w"), _reward(row, "reward_l")
+    if (reward_w is None) != (reward_l is None):
+        raise ValueError("reward_w and reward_l come together (got only one)")
+    if reward_w is not None and reward_w <= reward_l:
+        raise ValueError(f"reward_w {reward_w} <= reward_l {reward_l}")
+    return {"reward_w": reward_w, "reward_l": reward_l}
+
+
+def _read_media(path: Path, key: str, cfg) -> tuple[torch.Tensor, tuple[int, ...]]:
+    if not path.is_file():
+        raise ValueError(f"{key} {path}: no such file")
+    try:
+        decoded, original = _decode(path, cfg.image_size)
+    except ValueError as error:
+        raise ValueError(f"{key} {path}: {error}") from None
+    frames = original[0] if decoded.dim() == 4 else None
+    if cfg.num_frames is not None and frames != cfg.num_frames:
+        raise ValueError(f"{key} {path} has {frames or 'no'} frames, data.num_frames={cfg.num_frames}")
+    return decoded, original
+
+
+def _check_pair(manifest: Path, row: dict, decoded: dict, originals: dict) -> None:
+    if (manifest.parent / row["winner"]).resolve() == (manifest.parent / row["loser"]).resolve() \
+            or torch.equal(decoded["winner"], decoded["loser"]):
+        raise ValueError("winner and loser are the same image")
+    if originals["winner"] != originals["loser"]:
+        raise ValueError(f"winner is {'x'.join(map(str, originals['winner']))} but loser is "
+                         f"{'x'.join(map(str, originals['loser']))}")
+
+
+def _stack(columns: dict, paired: bool) -> dict[str, torch.Tensor]:
+    tensors = {"winner": torch.stack(columns["winner"])}
+    if paired:
+        tensors["loser"] = torch.stack(columns["loser"])
+        if all(r is not None for r in columns["reward_w"]):
+            tensors["reward_w"] = torch.tensor(columns["reward_w"])
+            tensors["reward_l"] = torch.tensor(columns["reward_l"])
+    return tensors
 
 
 def build_files(cfg, paired: bool, stage: str | None = None, model=None) -> PreferenceDataset:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import torch
 
 from prefopt.data.preference import PreferenceDataset, flatten, unflatten
 from prefopt.errors import ConfigError
+from prefopt.io import save_tensors
 
 log = logging.getLogger("prefopt")
 FROZEN_PARTS = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
@@ -56,7 +56,7 @@ def encode_dataset(dataset: PreferenceDataset, fam, path: Path, cache_dir: Path,
                    dilate: int = 0) -> PreferenceDataset:
     """``dataset`` (pixels in [-1, 1], prompts) as latents and condition tensors, from the cache
     when it holds them. ``dilate``: latent cells by which the fitted hand masks grow."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from prefopt.models.families import load_encoders
     from prefopt.modules.hand_aware.sources import fit_to_sample
@@ -72,10 +72,7 @@ def encode_dataset(dataset: PreferenceDataset, fam, path: Path, cache_dir: Path,
         log.info("encoding %d rows of %s with the VAE and text encoder of %s", len(dataset), dataset.name, path)
         tensors = _encode(dataset, fam, pipe, batch_size)
         del pipe
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.stem}.tmp{os.getpid()}.safetensors")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, cache)
+        save_tensors(cache, tensors)
     cond = unflatten({k[len("cond."):]: v for k, v in tensors.items() if k.startswith("cond.")})
     latent_shape = tuple(tensors["winner"].shape[1:])
     masks = {k: fit_to_sample(v, latent_shape, dilate, dataset.name)

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from prefopt.errors import ConfigError
+from prefopt.io import write_text
 
 
 def read_rows(path: Path, key: str = "manifest") -> list[dict]:
@@ -39,21 +40,8 @@ def read_rows(path: Path, key: str = "manifest") -> list[dict]:
 
 def write_rows(path: Path, rows: list[dict]) -> None:
     """Write ``rows`` (keys starting with ``_`` left out) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as file:
-        for row in rows:
-            file.write(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}) + "\n")
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, value) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}) + "\n"
+                             for row in rows))
 
 
 def media_path(manifest: Path, row: dict, key: str = "path") -> Path:

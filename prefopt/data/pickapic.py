@@ -71,7 +71,8 @@ def convert(source: Path, cache: Path) -> Converted:
     """The converted folder of ``source`` (made on first use; a complete one is reused)."""
     import pyarrow.parquet as pq
 
-    from prefopt.data.manifest import write_json, write_rows
+    from prefopt.data.manifest import write_rows
+    from prefopt.io import write_json
 
     stat = source.stat()
     key = hashlib.sha256(f"v1|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]

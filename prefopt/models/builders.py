@@ -29,6 +29,7 @@ class ModelBundle:
     scheduler: object  # a diffusers training scheduler
     path: Path
     family: Family | None = None
+    random_init: bool = False  # built from ``model.config`` (model.path null), not a pretrained folder
 
 
 def diffusers_class(name: str, key: str):
@@ -73,7 +74,8 @@ def build_model(cfg) -> ModelBundle:
     denoiser = denoiser_cls.from_pretrained(path, subfolder=subfolder)
     if cfg.gradient_checkpointing:
         denoiser.enable_gradient_checkpointing()
-    return ModelBundle(denoiser=denoiser, scheduler=build_scheduler(cfg, path), path=path, family=fam)
+    return ModelBundle(denoiser=denoiser, scheduler=build_scheduler(cfg, path), path=path, family=fam,
+                       random_init=not cfg.path)
 
 
 def load_trained(bundle: ModelBundle, lora_cfg, final_dir: Path) -> torch.nn.Module:

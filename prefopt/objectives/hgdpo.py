@@ -23,7 +23,7 @@ each stage's reference is the base model or the previous stage's model (default:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -63,6 +63,10 @@ class HGDPO:
             raise ConfigError(f"objective.stage_fractions must be {len(STAGES)} non-negative numbers, got {list(self.stage_fractions)}")
         if self.stat_weight < 0:
             raise ConfigError(f"objective.stat_weight must be >= 0, got {self.stat_weight}")
+
+    def at_stage(self, stage: str) -> HGDPO:
+        """This objective at curriculum ``stage`` (a new value; the loop never sets attributes)."""
+        return replace(self, stage=stage)
 
     def curriculum(self, total_steps: int) -> list[tuple[str, int]]:
         """(stage, steps) in order; the steps add up to ``total_steps``."""

@@ -1,2 +1,3 @@
-"""Programmatic rewards. SynthHands: :mod:`prefopt.rewards.hands` (strict good-hand test and graded
-reward, from the detector) and :mod:`prefopt.rewards.check` (an independent template check)."""
+"""Rewards for ``prefopt.score`` and evaluation: the signature and built-ins (callables.py), the
+mediapipe hand score of real pictures (mediapipe_hands.py). The embedded benchmarks' own rewards
+live with them: prefopt/tasks/synthhands/reward.py, prefopt/tasks/synthhands_anim/reward.py."""

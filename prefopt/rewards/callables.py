@@ -30,8 +30,8 @@ def _frames(samples: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 def synth_hands(samples: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-    """The SynthHands graded reward (prefopt/rewards/hands.py); videos: the mean over frames."""
-    from prefopt.rewards.hands import score
+    """The SynthHands graded reward (prefopt/tasks/synthhands/reward.py); videos: the mean over frames."""
+    from prefopt.tasks.synthhands.reward import score
 
     frames, count = _frames(samples)
     return score(frames).reward.view(-1, count).mean(dim=1)

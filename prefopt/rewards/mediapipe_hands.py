@@ -1,5 +1,5 @@
 """Hand quality of real pictures, from mediapipe's hand models (the evaluation metric for real data;
-SynthHands uses its own detector, prefopt/rewards/hands.py).
+SynthHands uses its own detector, prefopt/tasks/synthhands/reward.py).
 
 Per image: ``confidence``, the best hand's mediapipe confidence (0 when no hand is found), and
 ``landmarks``, the number of landmarks found (21 per detected hand). ``score`` in [0, 1] is the

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from prefopt.cli import to_config
 from prefopt.errors import ConfigError
 from prefopt.models import tiny_pipelines
-from prefopt.trainer import train
+from prefopt.training import train
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 FAMILIES = ["sd15", "sdxl", "animatediff", "wan"]
@@ -27,7 +27,7 @@ SIZE, FRAMES, RANK, ALPHA = 32, 5, 4, 8.0
 
 
 def _config(*overrides):
-    base = ["logger=none", "data=files", f"data.image_size={SIZE}", "eval.num_samples=0", "trainer=default",
+    base = ["logger=none", "data=files", f"data.image_size={SIZE}", "eval.num_samples=0", "trainer=smoke",
             "trainer.max_steps=3", "trainer.batch_size=2", "trainer.log_every=1", "trainer.learning_rate=1e-3",
             f"lora.rank={RANK}", f"lora.alpha={ALPHA}"]
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
@@ -204,7 +204,7 @@ def test_family_misconfigurations_are_one_line(case, message, pipelines, manifes
 
 def _spy_on_the_model(monkeypatch) -> dict:
     """The trained model's parameter dtypes and checkpointing flag, as the loop's first step sees them."""
-    import prefopt.trainer as trainer_module
+    import prefopt.training.loop as trainer_module
 
     seen, original = {}, trainer_module.batch_loss
 

@@ -8,8 +8,8 @@ import torch
 
 from prefopt.errors import ConfigError
 from prefopt.rewards import callables
-from prefopt.rewards.hands import score
-from prefopt.synth.render import render, sample_specs
+from prefopt.tasks.synthhands.render import render, sample_specs
+from prefopt.tasks.synthhands.reward import score
 
 
 def test_weighted_aggregate_is_the_weighted_mean_of_its_dimensions():

@@ -18,7 +18,7 @@ from prefopt.errors import ConfigError
 from prefopt.generate import generate
 from prefopt.models import tiny_pipelines
 from prefopt.score import score
-from prefopt.trainer import train
+from prefopt.training import train
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
 
@@ -73,7 +73,7 @@ def test_hgdpo_stage_sets_and_curriculum_training(pool, tmp_path, model_cache):
 
     stages = [f"+data.stages.{s}={out / (s + '.jsonl')}" for s in ("easy", "normal", "hard")]
     summary = train(_compose("config", "objective=hgdpo", "model=sd15", f"model.path={pipeline}", "data=files",
-                             *stages, "data.image_size=32", "eval.num_samples=0", "trainer=default",
+                             *stages, "data.image_size=32", "eval.num_samples=0", "trainer=smoke",
                              "trainer.max_steps=3", "trainer.batch_size=2", "trainer.log_every=1", "logger=none",
                              "lora.rank=4"), tmp_path / "run")
     assert summary["steps"] == 3 and np.isfinite(summary["loss"])

@@ -18,7 +18,7 @@ from prefopt.curate import curate
 from prefopt.generate import generate
 from prefopt.models import tiny_pipelines
 from prefopt.score import score
-from prefopt.trainer import train
+from prefopt.training import train
 
 PROMPTS, PER_PROMPT = 6, 3
 
@@ -38,7 +38,7 @@ def scored(tmp_path_factory):
 
 def _train(pipeline, objective, data, run_dir):
     return train(_compose("config", f"objective={objective}", "model=sd15", f"model.path={pipeline}", "data=files",
-                          f"data.path={data}", "data.image_size=32", "eval.num_samples=0", "trainer=default",
+                          f"data.path={data}", "data.image_size=32", "eval.num_samples=0", "trainer=smoke",
                           "trainer.max_steps=3", "trainer.batch_size=2", "logger=none", "lora.rank=4"), run_dir)
 
 

@@ -19,8 +19,6 @@ from typing import Any
 from prefopt.errors import ConfigError
 
 SOURCES = ("renderer", "mediapipe", "file")
-DEFAULTS: dict[str, Any] = {"enabled": False, "lambda": 10.0, "dilate": 0, "source": "renderer", "path": None,
-                            "margin": 0.08, "feather": 0.05, "reference_frame": False}
 
 
 @dataclass(frozen=True)
@@ -60,3 +58,6 @@ class HandAware:
         if hand_aware.enabled and hand_aware.source == "file" and not hand_aware.path:
             raise ConfigError("hand_aware.path: source=file needs a safetensors file of masks (mask_w, mask_l)")
         return hand_aware
+
+
+DEFAULTS: dict[str, Any] = {("lambda" if f.name == "weight" else f.name): f.default for f in fields(HandAware)}

@@ -8,7 +8,6 @@ given; masks of in-memory images live under ``$PREFOPT_CACHE/hand_masks``.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from prefopt.data.media import is_video, read_frames
 from prefopt.errors import ConfigError
+from prefopt.io import atomic_write
 from prefopt.modules.hand_aware.masker import HandMasker
 
 CHUNK = 1 << 20
@@ -41,10 +41,7 @@ def cached(directory: Path, digest: str, masker: HandMasker, compute: Callable[[
         with np.load(path) as stored:
             return stored["mask"].astype(np.float32) / 255.0
     mask = compute()
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, mask=np.round(mask * 255.0).astype(np.uint8))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, mask=np.round(mask * 255.0).astype(np.uint8)))
     return np.round(mask * 255.0) / 255.0  # what a later read returns
 
 
