@@ -24,7 +24,7 @@ def read_rows(path: Path, key: str = "manifest") -> list[dict]:
     if not path.is_file():
         raise ConfigError(f"{key}: {path}: no such file")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         try:

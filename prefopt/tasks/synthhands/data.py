@@ -100,7 +100,7 @@ build_synth.model_made = True  # a new round re-samples the pool from the policy
 
 def warn_if_random_init(model, data: str, shipped: str) -> None:
     """A benchmark that aligns a model's samples wants its pretrained base, not random init."""
-    if model.random_init:
+    if getattr(model, "random_init", False):
         log.warning("data=%s aligns the samples of a random-init model (model.path is null); its pretrained base "
                     "ships as model=%s", data, shipped)
 
