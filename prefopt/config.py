@@ -93,7 +93,8 @@ class DataConfig:
     sample_steps: int = 30  # model-made data: sampling steps of the pool
     sdedit_strength: float = 0.5  # synth, HG-DPO normal stage: how far real renders are noised
     good_fraction: float = 0.4  # mix: share of good hands
-    path: str | None = None  # files: the JSONL manifest (or a Pick-a-Pic-style .parquet of pairs)
+    path: str | None = None  # files: a JSONL manifest, Parquet shards (file, folder, glob) or a datasets folder
+    columns: dict[str, str] = field(default_factory=dict)  # files: prefopt's column name -> the source's (caption: text)
     stages: dict[str, str] = field(default_factory=dict)  # files, HG-DPO: a manifest per stage (easy, normal, hard)
     num_frames: int | None = None  # files: frames every video must have (null: images, or any equal count)
     on_bad: str = "fail"  # files: fail at the first bad row, or skip bad rows (logged)

@@ -1,9 +1,7 @@
-"""``python -m prefopt.validate data=files data.path=<manifest> [objective=dpo]``: read and check
-every row of the training data the way ``prefopt.train`` will (same config, same cache), print one
-line per bad row and a summary; exit status 1 when a row is bad, 2 on a config error.
-
-Training runs the same check at start-up; its result is cached (prefopt/data/files.py), so a
-validated dataset starts without decoding again.
+"""``python -m prefopt.validate data=files data.path=<manifest | shards | folder> [objective=dpo]``: read
+and check every row of the training data the way ``prefopt.train`` will (same reading, same
+checks), streaming in bounded memory, decoding in ``trainer.num_workers`` DataLoader workers; print
+one line per bad row and a summary; exit status 1 when a row is bad, 2 on a config error.
 """
 
 from __future__ import annotations
@@ -14,18 +12,27 @@ from prefopt.cli import command
 
 
 def validate(config) -> None:
-    from prefopt.data.files import read_manifest
+    from prefopt.config import data_builder
+    from prefopt.data.cache import Settings, Single, check
+    from prefopt.data.files import stage_config
+    from prefopt.data.sources import open_source
 
     paired = config.objective.paired
-    if config.data.name != "files":
+    if not getattr(data_builder(config.data), "streams", False):
         print(f"data={config.data.name} is made in memory and checked as it is built: no files to validate")
         return
-    _, report = read_manifest(config.data, paired)
-    for problem in report.problems:
-        print(problem)
-    print(f"{report.manifest}: {report.rows} rows, {len(report.kept)} valid, {len(report.problems)} bad"
-          f"{' (paired)' if paired else ''}")
-    if report.problems or not report.kept:
+    bad = False
+    for stage in sorted(config.data.stages) or [None]:
+        cfg = stage_config(config.data, stage)
+        counts = check(open_source(cfg.path, cfg.columns), Settings(cfg.image_size, cfg.num_frames, paired, "check"),
+                       Single(), config.trainer.num_workers)
+        for problem in counts["problems"]:
+            print(problem)
+        ties = f", {counts['ties']} ties dropped" if counts["ties"] else ""
+        print(f"{cfg.path}: {counts['rows']} rows, {counts['kept']} valid, {counts['bad']} bad{ties}"
+              f"{' (paired)' if paired else ''}")
+        bad = bad or bool(counts["problems"]) or not counts["kept"]
+    if bad:
         sys.exit(1)
 
 

@@ -32,7 +32,7 @@ def test_the_wheel_installed_elsewhere_runs_from_an_empty_folder(tmp_path, model
     bad = run("-m", "prefopt.train", "objective=nope")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "prefopt: config error: objective=nope: no such option (available: dpo, gapo, hgdpo, ipa, sft)"]
-    done = run("-m", "prefopt.train", "objective=dpo", "logger=none", "trainer.max_steps=2", "trainer.batch_size=4",
+    done = run("-m", "prefopt.train", "objective=dpo", "logger=none", "trainer.max_steps=2", "trainer.rounds=1", "trainer.batch_size=4",
                "data.num_samples=32", "data.sample_steps=4", "eval.num_samples=8", "eval.steps=4", "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-3000:]
     assert any(line.startswith("prefopt: dpo β=500 | lr 2e-04 | 2 steps") for line in done.stdout.splitlines())

@@ -2,7 +2,7 @@
 
 A family names its denoiser component (``unet`` or ``transformer``: the pipeline folder's
 subfolder and the prefix of its LoRA keys), whether it is a video model, and how its frozen parts
-turn data into what the denoiser reads, once, before training (prefopt/data/latents.py):
+turn data into what the denoiser reads, once, before training (prefopt/data/encoders.py, cache.py):
 
     latents(pipe, pixels)    pixels in [-1, 1], (B, 3, H, W) or (B, 3, T, H, W) -> scaled VAE latents
     prompts(pipe, texts, hw) -> the denoiser's condition kwargs, per sample

@@ -12,11 +12,9 @@ import signal
 from functools import partial
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-
 from prefopt.checkpoints import SignalFlag
 from prefopt.config import Config
+from prefopt.data.sampler import loader
 from prefopt.errors import ConfigError, Preempted, TrainingError
 from prefopt.launch import release_state
 from prefopt.models import build_model
@@ -115,21 +113,17 @@ def _enter(segment, current, run, rounds, datasets: dict, state: TrainState, tra
 
 
 def _batches(cfg: Config, run, dataset, segment, step: int):
-    """The segment's batches in a replayable order (seed + segment index); a resumed segment
-    replays the batches its done steps drew."""
+    """The segment's batches in a replayable order (seed + segment index). A resumed segment starts
+    where its done steps left the order: the sampler skips to it, no batch is loaded to get there."""
     check_channels(run.policy, dataset)
-    accelerator = run.accelerator
-    order = torch.Generator().manual_seed(cfg.seed + segment.index)
-    trainer = cfg.trainer
-    loader = accelerator.prepare(DataLoader(dataset, batch_size=trainer.batch_size, shuffle=True, drop_last=True,
-                                            num_workers=trainer.num_workers, generator=order))
-    if len(loader) == 0:
+    accelerator, trainer, seed = run.accelerator, cfg.trainer, cfg.seed + segment.index
+    per_epoch = len(accelerator.prepare(loader(dataset, trainer.batch_size, seed)))
+    if per_epoch == 0:
         raise ConfigError(f"data.num_samples={len(dataset)} gives no full batch of trainer.batch_size="
                           f"{trainer.batch_size} per process ({accelerator.num_processes} processes)")
-    batches = forever(loader)
-    for _ in range(max(0, step - segment.start) * trainer.gradient_accumulation_steps):
-        next(batches)
-    return batches
+    done = max(0, step - segment.start) * trainer.gradient_accumulation_steps  # batches this process drew
+    return forever(accelerator.prepare(loader(dataset, trainer.batch_size, seed, done, per_epoch,
+                                              accelerator.num_processes, trainer.num_workers)))
 
 
 def _guard(state: TrainState, limit: int) -> None:

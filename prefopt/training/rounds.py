@@ -1,10 +1,11 @@
 """The data of each round: every stage's dataset, model-made data sampled from the model of that
-round (the base for round 0, the policy after), hand masks, and for a latent model family the VAE
-latents and text embeddings (cached on disk). Also the budget that makes runs comparable (reward
+round (the base for round 0, the policy after) and its hand masks; files stream, encoded by the
+model's family and cached by their builder. Also the budget that makes runs comparable (reward
 calls, pairs) and the checks that fail at start-up rather than mid-run."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 
 from prefopt.data import build_dataset
@@ -24,33 +25,33 @@ class Rounds:
 
     def build(self, r: int, source) -> dict:
         """Round ``r``'s dataset per stage; model-made data is sampled from ``source`` (a ModelBundle)."""
+        from prefopt.config import data_builder
+        from prefopt.data.files import Runtime
+
         cfg, paired = self.cfg, self.cfg.objective.paired
         data_cfg = replace(cfg.data, seed=cfg.data.seed + ROUND_SEED_STRIDE * r)
-        with self.accelerator.main_process_first():  # the main process samples (and caches) model-made data first
-            datasets = {s.stage: build_dataset(data_cfg, paired=paired, stage=s.stage, model=source)
+        streams = getattr(data_builder(cfg.data), "streams", False)
+        runtime = Runtime(self.accelerator, self.weight_dtype, cfg.hand_aware, cfg.trainer.num_workers)
+        # streamed data is read by every process together; model-made data first by the main process (then cached)
+        with nullcontext() if streams else self.accelerator.main_process_first():
+            datasets = {s.stage: build_dataset(data_cfg, paired=paired, stage=s.stage, model=source, runtime=runtime)
                         for s in self.segments if s.round == r}
-            if cfg.hand_aware.enabled:
-                self._add_masks(datasets)
-            if self.bundle.family is not None:
-                datasets = {stage: self._encoded(dataset) for stage, dataset in datasets.items()}
+        if not streams:
+            self._in_memory(datasets)
         # the budget: a round's stages share one scored pool; pairs are counted once per round
         self.budget["reward_calls"] += max(d.info.get("reward_calls", 0) for d in datasets.values())
         self.budget["pairs"] += max(len(d) for d in datasets.values()) if paired else 0
         check_fields(cfg.objective, datasets)
         return datasets
 
-    def _add_masks(self, datasets: dict) -> None:
-        """Hand masks made on the pixels; a latent model's encoding fits them to its grid."""
-        hand_aware = replace(self.cfg.hand_aware, dilate=0) if self.bundle.family else self.cfg.hand_aware
-        for dataset in datasets.values():
-            dataset.set_masks(hand_masks(dataset, hand_aware, cache_root() / "hand_masks"))
-
-    def _encoded(self, dataset):
-        """Pixels and prompts as VAE latents and text embeddings (model families), cached on disk."""
-        from prefopt.data.latents import encode_dataset
-
-        return encode_dataset(dataset, self.bundle.family, self.bundle.path, cache_root() / "latents",
-                              self.accelerator.device, self.weight_dtype, dilate=self.cfg.hand_aware.dilate)
+    def _in_memory(self, datasets: dict) -> None:
+        """Hand masks for data built in memory (the benchmarks'); streamed data comes with its own."""
+        if self.bundle.family is not None:
+            raise ConfigError(f"model.family={self.bundle.family.name} trains on image or video files (data=files), "
+                              f"not data={self.cfg.data.name}")
+        if self.cfg.hand_aware.enabled:
+            for dataset in datasets.values():
+                dataset.set_masks(hand_masks(dataset, self.cfg.hand_aware, cache_root() / "hand_masks"))
 
 
 def pool_metrics(datasets: dict) -> dict:

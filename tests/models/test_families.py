@@ -123,47 +123,51 @@ def test_family_trains_from_model_path_and_its_lora_loads_into_the_pipeline(
     torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_cached_latents_are_the_pipelines_own_encoding(pipelines, manifests, model_cache, tmp_path):
-    """The cache holds vae.encode(x).latent_dist.mean * scaling_factor and the text encoder's states."""
-    from diffusers import DiffusionPipeline
+def _encoded(family, pipelines, manifests, tmp_path, monkeypatch):
+    """(the cache of ``family``'s manifest as training reads it, the rows decoded to pixels, the config)."""
+    import json
 
     from prefopt.data import build_dataset
-    from prefopt.data.latents import encode_dataset
     from prefopt.models import build_model
 
-    cfg = _config("objective=dpo", *_overrides("sd15", pipelines, manifests))
-    bundle = build_model(cfg.model)
-    pixels = build_dataset(cfg.data, paired=True)
-    encoded = encode_dataset(pixels, bundle.family, bundle.path, tmp_path / "latents")
-    again = encode_dataset(pixels, bundle.family, bundle.path, tmp_path / "latents")
-    assert len(list((tmp_path / "latents").iterdir())) == 1 and torch.equal(encoded.fields["winner"], again.fields["winner"])
+    cfg = _config("objective=dpo", *_overrides(family, pipelines, manifests))
+    monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path / "cache"))
+    encoded = build_dataset(cfg.data, paired=True, model=build_model(cfg.model))
+    manifest = Path(cfg.data.path)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    return encoded, rows, manifest.parent
+
+
+def test_cached_latents_are_the_pipelines_own_encoding(pipelines, manifests, model_cache, tmp_path, monkeypatch):
+    """The cache holds vae.encode(x).latent_dist.mean * scaling_factor and the text encoder's states."""
+    from diffusers import DiffusionPipeline
+    from user_data import decoded
+
+    encoded, rows, root = _encoded("sd15", pipelines, manifests, tmp_path, monkeypatch)
+    again, _, _ = _encoded("sd15", pipelines, manifests, tmp_path, monkeypatch)
+    assert len(list((tmp_path / "cache" / "latents").iterdir())) == 1 and torch.equal(encoded[2]["winner"], again[2]["winner"])
     pipe = DiffusionPipeline.from_pretrained(pipelines["sd15"])
     with torch.no_grad():
         for row in (0, 3):
-            image = pixels.fields["loser"][row:row + 1]
+            image = decoded(root / rows[row]["loser"], SIZE).unsqueeze(0)
             latent = pipe.vae.encode(image).latent_dist.mean * pipe.vae.config.scaling_factor
-            torch.testing.assert_close(encoded.fields["loser"][row:row + 1], latent)
-            ids = pipe.tokenizer([pixels.prompts[row]], padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt").input_ids
-            torch.testing.assert_close(encoded.cond["encoder_hidden_states"][row], pipe.text_encoder(ids)[0][0])
+            torch.testing.assert_close(encoded[row]["loser"].unsqueeze(0), latent)
+            ids = pipe.tokenizer([rows[row].get("prompt", "")], padding="max_length",
+                                 max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+            torch.testing.assert_close(encoded[row]["cond"]["encoder_hidden_states"], pipe.text_encoder(ids)[0][0])
     assert encoded.sample_shape == (4, SIZE // 2, SIZE // 2)
     item = encoded[1]
     assert set(item) >= {"winner", "loser", "cond"} and item["cond"]["encoder_hidden_states"].shape[-1] == 32
 
 
-def test_sdxl_conditions_on_pooled_text_and_size(pipelines, manifests, model_cache, tmp_path):
-    from prefopt.data import build_dataset
-    from prefopt.data.latents import encode_dataset
-    from prefopt.models import build_model
-
-    cfg = _config("objective=dpo", *_overrides("sdxl", pipelines, manifests))
-    bundle = build_model(cfg.model)
-    encoded = encode_dataset(build_dataset(cfg.data, paired=True), bundle.family, bundle.path,
-                             tmp_path / "latents")
-    added = encoded.cond["added_cond_kwargs"]
-    assert encoded.cond["encoder_hidden_states"].shape == (4, 16, 64)  # both encoders' states, concatenated
-    assert added["text_embeds"].shape == (4, 32)
-    assert added["time_ids"].tolist() == [[SIZE, SIZE, 0, 0, SIZE, SIZE]] * 4  # original size, crop, target size
+def test_sdxl_conditions_on_pooled_text_and_size(pipelines, manifests, model_cache, tmp_path, monkeypatch):
+    encoded, _, _ = _encoded("sdxl", pipelines, manifests, tmp_path, monkeypatch)
+    assert len(encoded) == 4
+    for row in range(4):
+        cond = encoded[row]["cond"]
+        assert cond["encoder_hidden_states"].shape == (16, 64)  # both encoders' states, concatenated
+        assert cond["added_cond_kwargs"]["text_embeds"].shape == (32,)
+        assert cond["added_cond_kwargs"]["time_ids"].tolist() == [SIZE, SIZE, 0, 0, SIZE, SIZE]  # size, crop, target
 
 
 @pytest.mark.parametrize("case, message", [

@@ -56,6 +56,41 @@ def _mediapipe_masks(images: torch.Tensor, hand_aware: HandAware, cache_dir: Pat
     return torch.from_numpy(np.stack(masks)).float().unsqueeze(1)
 
 
+def pixel_masks(pixels: torch.Tensor, hand_aware: HandAware, cache_dir: Path, sample_shape: tuple[int, ...]) -> torch.Tensor:
+    """mediapipe's masks of ``pixels`` (RGB in [-1, 1]) fitted to ``sample_shape`` (a latent grid)."""
+    raw = _mediapipe_masks(pixels, hand_aware, cache_dir)
+    return fit_to_sample(raw, sample_shape, hand_aware.dilate, "hand_aware.source=mediapipe")
+
+
+def file_masks(hand_aware: HandAware, dataset) -> dict[str, torch.Tensor]:
+    """``hand_aware.path``'s masks (one row per dataset row) fitted to the dataset's samples."""
+    keys = ["mask_w", "mask_l"] if dataset.paired else ["mask_w"]
+    masks = {k: fit_to_sample(v, dataset.sample_shape, hand_aware.dilate, hand_aware.path)
+             for k, v in _stored_masks(hand_aware.path, keys, len(dataset)).items()}
+    return _checked(masks, hand_aware.path)
+
+
+def _stored_masks(where: str, keys: list[str], rows: int) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not Path(where).is_file():
+        raise ConfigError(f"hand_aware.path: {where}: no such file")
+    stored = load_file(where)
+    for key in keys:
+        if key not in stored:
+            raise ConfigError(f"{where}: no tensor {key!r} (has {sorted(stored)})")
+        if len(stored[key]) != rows:
+            raise ConfigError(f"{where}: {key} has {len(stored[key])} rows, the data has {rows}")
+    return {k: stored[k] for k in keys}
+
+
+def _checked(masks: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
+    for key, mask in masks.items():
+        if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
+            raise ConfigError(f"{where}: {key} has values outside [0, 1]")
+    return masks
+
+
 def hand_masks(dataset, hand_aware: HandAware, cache_dir: Path) -> dict[str, torch.Tensor]:
     """``{"mask_w": ..., "mask_l": ...}`` (``mask_l`` for paired data) on the samples' grid."""
     keys = ["mask_w", "mask_l"] if dataset.paired else ["mask_w"]
@@ -66,18 +101,8 @@ def hand_masks(dataset, hand_aware: HandAware, cache_dir: Path) -> dict[str, tor
                               "(SynthHands data does; use hand_aware.source=mediapipe or file)")
         raw, where = {k: dataset.fields[k] for k in keys}, dataset.name
     elif hand_aware.source == "file":
-        from safetensors.torch import load_file
-
         where = hand_aware.path
-        if not Path(where).is_file():
-            raise ConfigError(f"hand_aware.path: {where}: no such file")
-        stored = load_file(where)
-        for key in keys:
-            if key not in stored:
-                raise ConfigError(f"{where}: no tensor {key!r} (has {sorted(stored)})")
-            if len(stored[key]) != len(dataset):
-                raise ConfigError(f"{where}: {key} has {len(stored[key])} rows, the data has {len(dataset)}")
-        raw = {k: stored[k] for k in keys}
+        raw = _stored_masks(where, keys, len(dataset))
     else:
         where = "hand_aware.source=mediapipe"
         images = {"mask_w": "winner", "mask_l": "loser"}
@@ -86,8 +111,4 @@ def hand_masks(dataset, hand_aware: HandAware, cache_dir: Path) -> dict[str, tor
         total = sum(len(mask) for mask in raw.values())
         (log.warning if found == 0 else log.info)("hand_aware.source=mediapipe: hands found in %d of %d images of %s",
                                                  found, total, dataset.name)
-    masks = {k: fit_to_sample(v, dataset.sample_shape, hand_aware.dilate, where) for k, v in raw.items()}
-    for key, mask in masks.items():
-        if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
-            raise ConfigError(f"{where}: {key} has values outside [0, 1]")
-    return masks
+    return _checked({k: fit_to_sample(v, dataset.sample_shape, hand_aware.dilate, where) for k, v in raw.items()}, where)

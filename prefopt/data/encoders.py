@@ -1,0 +1,70 @@
+"""What the cache pass turns decoded pixels and prompts into: the denoiser's inputs.
+
+``PixelEncoder``: a pixel-space model trains on the pixels themselves, no condition.
+``FamilyEncoder``: a latent model family's own VAE and text encoders (prefopt/models/families.py):
+scaled latents and the condition tensors per prompt, computed in mini-batches on the run's device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from prefopt.data.preference import flatten
+
+FROZEN_PARTS = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+
+
+class PixelEncoder:
+    has_cond = False
+    fingerprint = "pixels"
+
+    def latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.float()
+
+    def prompts(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class FamilyEncoder:
+    has_cond = True
+
+    def __init__(self, fam, path: Path, size: int, device="cpu", dtype: torch.dtype = torch.float32, batch_size: int = 8):
+        self.fam, self.path, self.size, self.device, self.dtype = fam, Path(path), size, device, dtype
+        self.batch_size, self._pipe = batch_size, None
+        self.prompts_encoded = 0  # text-encoder inputs so far (a prompt shared by many rows counts once)
+
+    @property
+    def fingerprint(self) -> str:
+        """The family, dtype and every file of the VAE and text encoders (path, size, mtime)."""
+        digest = hashlib.sha256(f"{self.fam.name}|{self.path.resolve()}|{self.dtype}".encode())
+        for part in FROZEN_PARTS:
+            for file in sorted((self.path / part).rglob("*")) if (self.path / part).is_dir() else []:
+                stat = file.stat()
+                digest.update(f"{file.relative_to(self.path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        return digest.hexdigest()[:24]
+
+    @property
+    def pipe(self):
+        if self._pipe is None:
+            from prefopt.models.families import load_encoders
+
+            self._pipe = load_encoders(self.fam, self.path, self.dtype).to(self.device)
+        return self._pipe
+
+    @torch.no_grad()
+    def latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.fam.latents(self.pipe, pixels[i:i + self.batch_size]).float().cpu()
+                          for i in range(0, len(pixels), self.batch_size)])
+
+    @torch.no_grad()
+    def prompts(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        parts: dict[str, list[torch.Tensor]] = {}
+        for i in range(0, len(texts), self.batch_size):
+            batch = texts[i:i + self.batch_size]
+            self.prompts_encoded += len(batch)
+            for key, value in flatten(self.fam.prompts(self.pipe, batch, (self.size, self.size))).items():
+                parts.setdefault(key, []).append(value.float().cpu())
+        return {key: torch.cat(values) for key, values in parts.items()}
