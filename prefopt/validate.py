@@ -13,7 +13,7 @@ from prefopt.cli import command
 
 def validate(config) -> None:
     from prefopt.config import data_builder
-    from prefopt.data.cache import Settings, Single, check
+    from prefopt.data.cache import Settings, Single, check, prompt_ids
     from prefopt.data.files import stage_config
     from prefopt.data.sources import open_source
 
@@ -24,13 +24,14 @@ def validate(config) -> None:
     bad = False
     for stage in sorted(config.data.stages) or [None]:
         cfg = stage_config(config.data, stage)
-        counts = check(open_source(cfg.path, cfg.columns), Settings(cfg.image_size, cfg.num_frames, paired, "check"),
-                       Single(), config.trainer.num_workers)
+        source = open_source(cfg.path, cfg.columns)
+        counts = check(source, Settings(cfg.image_size, cfg.num_frames, paired, "check"), Single(),
+                       config.trainer.num_workers)
         for problem in counts["problems"]:
             print(problem)
         ties = f", {counts['ties']} ties dropped" if counts["ties"] else ""
         print(f"{cfg.path}: {counts['rows']} rows, {counts['kept']} valid, {counts['bad']} bad{ties}"
-              f"{' (paired)' if paired else ''}")
+              f"{' (paired)' if paired else ''}; prompts: {len(prompt_ids(source))} distinct")
         bad = bad or bool(counts["problems"]) or not counts["kept"]
     if bad:
         sys.exit(1)

@@ -150,7 +150,7 @@ def test_validate_command_lists_every_bad_row_and_writes_nothing(tmp_path, data_
     assert result.returncode == 1, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith(f"{manifest}:9: winner") and lines[1].startswith(f"{manifest}:10: reward_w is nan")
-    assert lines[2] == f"{manifest}: 10 rows, 8 valid, 2 bad (paired)"
+    assert lines[2] == f"{manifest}: 10 rows, 8 valid, 2 bad (paired); prompts: 1 distinct"
     assert not (tmp_path / "cache").exists()  # a check streams: it decodes row by row and keeps nothing
 
 
@@ -285,8 +285,9 @@ def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, model_cach
     monkeypatch.undo()
     train(_config(*overrides, "trainer.resume=auto"), tmp_path / "resumed")
     straight, resumed = _metrics(tmp_path / "straight"), _metrics(tmp_path / "resumed")
-    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
-    assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
+    steps = [r for r in resumed if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in steps] == [r["loss"] for r in straight if "loss" in r]
     from safetensors.torch import load_file
 
     a = load_file(tmp_path / "straight" / "final" / "diffusion_pytorch_model.safetensors")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +33,9 @@ from prefopt.data.sources import Source
 from prefopt.errors import ConfigError
 from prefopt.io import save_tensors, write_json
 
-log = logging.getLogger("prefopt")
 PROMPT_CHUNK = 256
+OPEN_FILES = 64
+PIECE_ROWS = 16  # decoded rows held at once per worker: 16 x 2 x 3 x 1024^2 floats is 400 MiB at SDXL's size
 VERSION = "v3"
 
 
@@ -65,18 +66,21 @@ class Single:
 # ---- reading and decoding, in DataLoader workers -------------------------------------------------
 
 @dataclass
-class UnitRows:
+class Piece:
+    """Up to ``PIECE_ROWS`` decoded rows of one unit (a unit's pixels never sit in memory at once)."""
+
     unit: int
     examples: list[dict] = field(default_factory=list)  # decoded, with "row": the row's global number
     problems: list[str] = field(default_factory=list)
     ties: int = 0
     flipped: int = 0
     rows: int = 0  # rows read (blank manifest lines not counted)
-    first: str = ""  # the first kept row, named for people
+    first: str = ""  # the unit's first kept row, named for people
+    last: bool = False  # the unit's last piece
 
 
 class Units(IterableDataset):
-    """The decoded rows of ``units``, unit by unit; each DataLoader worker reads every k-th unit."""
+    """The decoded rows of ``units`` in pieces, unit by unit; each DataLoader worker reads every k-th unit."""
 
     def __init__(self, source: Source, units: list, first_rows: list[int], settings: Settings, root: Path):
         self.source, self.units, self.first_rows, self.settings, self.root = source, units, first_rows, settings, root
@@ -85,32 +89,39 @@ class Units(IterableDataset):
         info = torch.utils.data.get_worker_info()
         mine = self.units[info.id::info.num_workers] if info else self.units
         for unit, rows in self.source.read(mine):
-            yield self._decode(unit, rows)
+            yield from self.pieces(unit, rows)
 
-    def _decode(self, unit, rows: list[dict]) -> UnitRows:
-        out = UnitRows(unit.index)
+    def pieces(self, unit, rows: list[dict]):
+        piece, shape, first = Piece(unit.index), None, ""
         for offset, row in enumerate(rows):
+            if len(piece.examples) == PIECE_ROWS:
+                yield piece
+                piece = Piece(unit.index, first=first)
             if row.get("_blank"):
                 continue
-            out.rows += 1
+            piece.rows += 1
             try:
-                example = decode_example(interpret(row, self.root, self.settings.paired), self.settings.image_size,
-                                         self.settings.num_frames)
+                example = self._example(row, shape)
             except Tie:
-                out.ties += 1
+                piece.ties += 1
                 continue
             except ValueError as error:
-                out.problems.append(f"{self.source.where(unit, offset)}: {error}")
+                piece.problems.append(f"{self.source.where(unit, offset)}: {error}")
                 continue
-            shape = out.examples[0]["winner"].shape if out.examples else example["winner"].shape
-            if example["winner"].shape != shape:
-                out.problems.append(f"{self.source.where(unit, offset)}: winner has shape {tuple(example['winner'].shape)}, "
-                                    f"earlier rows {tuple(shape)} (set data.num_frames)")
-                continue
-            out.first = out.first or self.source.where(unit, offset)
-            out.flipped += example.pop("flipped")
-            out.examples.append({**example, "row": self.first_rows[unit.index] + offset})
-        return out
+            shape, first = example["winner"].shape, first or self.source.where(unit, offset)
+            piece.first = first
+            piece.flipped += example.pop("flipped")
+            piece.examples.append({**example, "row": self.first_rows[unit.index] + offset})
+        piece.last = True
+        yield piece
+
+    def _example(self, row: dict, shape) -> dict:
+        example = decode_example(interpret(row, self.root, self.settings.paired), self.settings.image_size,
+                                 self.settings.num_frames)
+        if shape is not None and example["winner"].shape != shape:
+            raise ValueError(f"winner has shape {tuple(example['winner'].shape)}, earlier rows {tuple(shape)} "
+                             "(set data.num_frames)")
+        return example
 
 
 def probe(source: Source, settings: Settings) -> tuple[int, ...] | None:
@@ -118,9 +129,9 @@ def probe(source: Source, settings: Settings) -> tuple[int, ...] | None:
     units = source.units()
     reader = Units(source, units, _first_rows(source, units), settings, source_root(source))
     for unit, rows in source.read(units):
-        examples = reader._decode(unit, rows).examples
-        if examples:
-            return tuple(examples[0]["winner"].shape)
+        for piece in reader.pieces(unit, rows):
+            if piece.examples:
+                return tuple(piece.examples[0]["winner"].shape)
     return None
 
 
@@ -201,22 +212,25 @@ def _pass(source, units, settings, runtime, workers: int, writer) -> dict:
     sizes = {u.index: u.rows for u in mine}
     progress = tqdm(total=sum(sizes.values()), unit="row", desc="check" if writer is None else "encode",
                     disable=not runtime.is_main_process)
-    for decoded in loader:
-        counts.update(rows=counts["rows"] + decoded.rows, kept=counts["kept"] + len(decoded.examples),
-                      bad=counts["bad"] + len(decoded.problems), ties=counts["ties"] + decoded.ties)
-        counts["problems"] += decoded.problems
+    for piece in loader:
+        counts.update(rows=counts["rows"] + piece.rows, kept=counts["kept"] + len(piece.examples),
+                      bad=counts["bad"] + len(piece.problems), ties=counts["ties"] + piece.ties)
+        counts["problems"] += piece.problems
         if writer is not None:
-            writer(decoded)
-        progress.update(sizes[decoded.unit])
+            writer(piece)
+        if piece.last:
+            progress.update(sizes[piece.unit])
     progress.close()
     return counts
 
 
 class _Writer:
-    """Encodes a decoded unit and writes it whole as ``unit-<i>.safetensors`` (its counts in the metadata)."""
+    """Encodes a unit's pieces as they come and writes the unit whole as ``unit-<i>.safetensors``
+    (its counts in the metadata) when its last piece is in."""
 
     def __init__(self, folder: Path, encoder, prompts: dict[str, int], masker):
         self.folder, self.encoder, self.prompts, self.masker = folder, encoder, prompts, masker
+        self.partial: dict[int, dict] = {}  # unit -> {"tensors": {name: [parts]}, "meta": counts}
 
     def path(self, index: int) -> Path:
         return self.folder / f"unit-{index:06d}.safetensors"
@@ -224,22 +238,37 @@ class _Writer:
     def done(self, unit) -> bool:
         return self.path(unit.index).is_file()
 
-    def __call__(self, decoded: UnitRows) -> None:
-        examples = decoded.examples
+    def __call__(self, piece: Piece) -> None:
+        unit = self.partial.setdefault(piece.unit, {"tensors": {}, "meta": {"rows": 0, "ties": 0, "flipped": 0,
+                                                                              "problems": [], "first": ""}})
+        meta = unit["meta"]
+        meta.update(rows=meta["rows"] + piece.rows, ties=meta["ties"] + piece.ties,
+                    flipped=meta["flipped"] + piece.flipped, first=meta["first"] or piece.first)
+        meta["problems"] += piece.problems
+        for name, value in self._encoded(piece.examples).items():
+            unit["tensors"].setdefault(name, []).append(value)
+        if piece.last:
+            del self.partial[piece.unit]
+            tensors = {name: torch.cat(parts) for name, parts in unit["tensors"].items()}
+            rows = len(tensors.setdefault("row", torch.zeros(0, dtype=torch.int64)))
+            tensors = {name: value for name, value in tensors.items() if len(value) == rows}  # rewards: all or none
+            save_tensors(self.path(piece.unit), tensors, metadata={"info": json.dumps(meta)})
+
+    def _encoded(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        if not examples:
+            return {}
         tensors = {"row": torch.tensor([e["row"] for e in examples], dtype=torch.int64),
                    "prompt_id": torch.tensor([self.prompts[e["prompt"]] for e in examples], dtype=torch.int64)}
         for key in ("winner", "loser"):
-            if examples and key in examples[0]:
+            if key in examples[0]:
                 pixels = torch.stack([e[key] for e in examples])
                 tensors[key] = self.encoder.latents(pixels)
                 if self.masker is not None:
                     tensors[f"mask_{key[0]}"] = self.masker(pixels, tuple(tensors[key].shape[1:]))
-        for key in ("reward_w", "reward_l"):
-            if examples and examples[0].get(key) is not None:
+        if all(e.get("reward_w") is not None for e in examples):
+            for key in ("reward_w", "reward_l"):
                 tensors[key] = torch.tensor([e[key] for e in examples], dtype=torch.float32)
-        meta = {"rows": decoded.rows, "ties": decoded.ties, "flipped": decoded.flipped, "problems": decoded.problems,
-                "first": decoded.first}
-        save_tensors(self.path(decoded.unit), tensors, metadata={"info": json.dumps(meta)})
+        return tensors
 
 
 def source_root(source: Source) -> Path:
@@ -247,29 +276,34 @@ def source_root(source: Source) -> Path:
     return source.shards[0].parent if source.shards else Path(".")
 
 
-def _index(folder: Path, units: list, prompts: int, seconds: float) -> dict:
-    """The cache's table of contents, read from the units' own metadata (written by every process)."""
+def _read_unit(path: Path) -> tuple[dict, int, tuple | None, set[str]]:
+    """A unit file's (counts, kept rows, sample shape, tensor names)."""
     from safetensors import safe_open
 
+    with safe_open(str(path), framework="pt") as handle:
+        kept = handle.get_slice("row").get_shape()[0]
+        shape = tuple(handle.get_slice("winner").get_shape()[1:]) if kept else None
+        return json.loads(handle.metadata()["info"]), kept, shape, set(handle.keys()) - {"row"}
+
+
+def _index(folder: Path, units: list, prompts: int, seconds: float) -> dict:
+    """The cache's table of contents, read from the units' own metadata (written by every process)."""
     table, totals, problems = [], {"rows": 0, "kept": 0, "bad": 0, "ties": 0, "flipped": 0}, []
-    shape, fields = None, []
+    shape, fields = None, None
     for unit in units:
-        path = folder / f"unit-{unit.index:06d}.safetensors"
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads(handle.metadata()["info"])
-            kept = handle.get_slice("row").get_shape()[0]
-            if kept and shape is None:
-                shape, fields = handle.get_slice("winner").get_shape()[1:], sorted(set(handle.keys()) - {"row"})
-            elif kept and handle.get_slice("winner").get_shape()[1:] != shape:
-                raise ConfigError(f"{meta['first']}: winner has shape {tuple(handle.get_slice('winner').get_shape()[1:])}, "
-                                  f"earlier rows {tuple(shape)} (set data.num_frames)")
-        table.append({"file": path.name, "kept": kept})
+        meta, kept, unit_shape, names = _read_unit(folder / f"unit-{unit.index:06d}.safetensors")
+        if kept:
+            if shape is not None and unit_shape != shape:
+                raise ConfigError(f"{meta['first']}: winner has shape {unit_shape}, earlier rows {shape} "
+                                  "(set data.num_frames)")
+            shape, fields = unit_shape, names if fields is None else fields & names  # rewards: when every row has them
+        table.append({"file": f"unit-{unit.index:06d}.safetensors", "kept": kept})
         totals.update(rows=totals["rows"] + meta["rows"], kept=totals["kept"] + kept, ties=totals["ties"] + meta["ties"],
                       bad=totals["bad"] + len(meta["problems"]), flipped=totals["flipped"] + meta["flipped"])
         problems += meta["problems"]
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
-    return {"units": table, "prompts": prompts, "prompt_chunk": PROMPT_CHUNK, "sample_shape": shape, "fields": fields,
-            "problems": problems, **totals, "bytes": size, "seconds": seconds}
+    return {"units": table, "prompts": prompts, "prompt_chunk": PROMPT_CHUNK, "sample_shape": shape,
+            "fields": sorted(fields or []), "problems": problems, **totals, "bytes": size, "seconds": seconds}
 
 
 def summary_line(index: dict, source) -> str:
@@ -292,7 +326,7 @@ class CachedPairs(Dataset):
             self.ends.append((self.ends[-1] if self.ends else 0) + count)
         self.fields = {name: None for name in self.index["fields"] if name != "prompt_id"}
         self.masks: dict[str, torch.Tensor] = {}
-        self._handles, self._prompts = {}, None
+        self._handles, self._prompts = OrderedDict(), None
         self.info = {"cache": str(self.folder), "ties_dropped": self.index["ties"], "rows": self.index["rows"]}
 
     @property
@@ -307,10 +341,15 @@ class CachedPairs(Dataset):
         return self.ends[-1] if self.ends else 0
 
     def _handle(self, name: str):
+        """An open (memory-mapped) file; at most ``OPEN_FILES`` stay open (851k rows make 3,300 units)."""
         from safetensors import safe_open
 
-        if name not in self._handles:
+        if name in self._handles:
+            self._handles.move_to_end(name)
+        else:
             self._handles[name] = safe_open(str(self.folder / name), framework="pt")
+            if len(self._handles) > OPEN_FILES:
+                self._handles.popitem(last=False)
         return self._handles[name]
 
     def _locate(self, index: int):
@@ -344,7 +383,7 @@ class CachedPairs(Dataset):
         self.fields.update(dict.fromkeys(masks))
 
     def __getstate__(self):  # DataLoader workers open their own handles
-        return {**self.__dict__, "_handles": {}}
+        return {**self.__dict__, "_handles": OrderedDict()}
 
 
 __all__ = ["CachedPairs", "Settings", "Single", "check", "precompute", "prompt_ids", "summary_line"]

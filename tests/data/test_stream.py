@@ -93,24 +93,25 @@ def test_a_killed_pass_continues_where_it_stopped(tmp_path, model_cache, monkeyp
     from prefopt.data import cache as cache_module
     from prefopt.data.files import build_files
 
-    manifest = _pairs(tmp_path / "data", rows=300)
-    written, original = [], cache_module._Writer.__call__
+    manifest = _pairs(tmp_path / "data", rows=300)  # units of 256 and 44 rows
+    finished, original = [], cache_module._Writer.__call__
 
-    def dies_after_one_unit(self, decoded):
-        if written:
+    def dies_after_one_unit(self, piece):
+        if finished:
             raise KeyboardInterrupt("killed")
-        written.append(decoded.unit)
-        original(self, decoded)
+        original(self, piece)
+        if piece.last:
+            finished.append(piece.unit)
 
     monkeypatch.setattr(cache_module._Writer, "__call__", dies_after_one_unit)
     with pytest.raises(KeyboardInterrupt):
         build_files(DataConfig(path=str(manifest), image_size=8), paired=True)
     monkeypatch.undo()
-    encoded = []
-    monkeypatch.setattr(cache_module._Writer, "__call__", lambda self, decoded: (encoded.append(decoded.unit),
-                                                                                 original(self, decoded)))
+    encoded = set()
+    monkeypatch.setattr(cache_module._Writer, "__call__", lambda self, piece: (encoded.add(piece.unit),
+                                                                               original(self, piece)))
     dataset = build_files(DataConfig(path=str(manifest), image_size=8), paired=True)
-    assert written == [0] and encoded == [1]  # the second start encoded only the unit the first did not finish
+    assert finished == [0] and encoded == {1}  # the second start encoded only the unit the first did not finish
     assert len(dataset) == 300 and torch.equal(dataset[299]["winner"], decoded(manifest.parent / "img" / "299w.png", 8))
 
 
