@@ -25,6 +25,7 @@ def load_run(run_dir: Path):
     if not config_path.is_file():
         raise ConfigError(f"run={run_dir}: no .hydra/config.yaml (not a prefopt.train run dir)")
     saved = OmegaConf.load(config_path)
+    OmegaConf.resolve(saved)  # the run's own interpolations (a video model's config reads modulation.*)
 
     def typed(schema, node):
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))

@@ -91,3 +91,22 @@ def test_unpaired_objectives_learn_from_the_pools_top_fraction_by_reward(model_c
     if not bool(scores.good.any()):  # a random-init model makes no good clip: the strict rule refuses
         with pytest.raises(ConfigError, match="no good clip to learn from"):
             build_dataset(strict.data, paired=False, model=model)
+
+
+def test_evaluate_picks_the_runs_own_evaluator_for_a_video_run(tmp_path, model_cache):
+    """``prefopt.evaluate run=<a video run>`` scores clips with the run's evaluator, not as images."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PREFOPT_CACHE": str(model_cache), "HF_HUB_OFFLINE": "1"}
+    trained = subprocess.run([sys.executable, "-m", "prefopt.train", "objective=dpo", *SMALL, "hydra.run.dir=run"],
+                             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (tmp_path / "run" / "eval" / "aligned.json").unlink()
+    done = subprocess.run([sys.executable, "-m", "prefopt.evaluate", "run=run", "eval.num_samples=8", "eval.steps=2"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "aligned: good clips" in done.stdout
+    result = json.loads((tmp_path / "run" / "eval" / "aligned.json").read_text())
+    assert result["frames"] == 4 and "motion_ci95" in result
