@@ -51,3 +51,8 @@ def test_evaluate_model_writes_json_and_png(tmp_path, model_cache):
     assert saved == result and result["num_samples"] == 8
     assert 0 <= result["good_rate_ci95"][0] <= result["good_rate"] <= result["good_rate_ci95"][1] <= 1
     assert (tmp_path / "tiny.png").is_file()
+    # beyond the reward: distance to renders, diversity, the feature network's judge, the error on renders
+    assert result["fd"] > 0 and result["fd_ci95"][0] < result["fd_ci95"][1]
+    assert result["diversity"] > 0 and 0 <= result["coverage"] <= 1 and result["diversity_reference"] > 0
+    assert 0 <= result["classifier_rate"] <= 1 and result["render_error"] > 0
+    assert "FD to renders" in SynthHandsEvaluator.describe(result)

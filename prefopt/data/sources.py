@@ -117,6 +117,19 @@ class JsonlSource(Source):
     def where(self, unit: Unit, offset: int) -> str:
         return f"{self.shards[unit.shard]}:{unit.start + offset + 1}"
 
+    def fingerprint(self) -> str:
+        """The manifest's and every file it names (size and mtime): a replaced picture is a new cache."""
+        digest = hashlib.sha256(super().fingerprint().encode())
+        for shard in self.shards:
+            for batch in self._batches(shard, None):
+                for row in batch:
+                    for key in ("winner", "loser", "image_0", "image_1"):
+                        if isinstance(row.get(key), str):
+                            path = shard.parent / row[key]
+                            stat = path.stat() if path.is_file() else None
+                            digest.update(f"{path}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}".encode())
+        return digest.hexdigest()
+
     def _batches(self, shard: Path, columns):
         with open(shard, encoding="utf-8-sig", errors="replace") as handle:
             batch = []

@@ -166,3 +166,15 @@ def test_a_resumed_order_is_the_uninterrupted_one_without_loading_the_past(done)
     resumed = stream(loader(data, 4, seed=7, batches_done=done, batches_per_epoch=23 // 4), 20 - done)
     assert resumed == reference[done:]
     assert data.loaded == 4 * (20 - done)
+
+
+def test_a_replaced_picture_is_read_again(tmp_path, model_cache):
+    from prefopt.config import DataConfig
+    from prefopt.data.files import build_files
+
+    manifest = _pairs(tmp_path / "data", rows=8)
+    before = build_files(DataConfig(path=str(manifest), image_size=8), paired=True)
+    Image.new("RGB", (12, 12), (255, 0, 0)).save(manifest.parent / "img" / "3w.png")  # the manifest is unchanged
+    after = build_files(DataConfig(path=str(manifest), image_size=8), paired=True)
+    assert after.folder != before.folder
+    assert torch.equal(after[3]["winner"], torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1).expand(3, 8, 8))

@@ -1,6 +1,6 @@
-"""The shipped base models load through the real ``from_pretrained`` path of their config group, are the
-weights their PROVENANCE.md names, and the video base reads the driving motion through its trained
-modulation module."""
+"""The shipped base models load through the real ``from_pretrained`` path of their config group, they and
+the SynthHands feature network are the weights their PROVENANCE.md names, and the video base reads the
+driving motion through its trained modulation module."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from prefopt.config import ASSETS
 from prefopt.models import build_model
 
 
-@pytest.mark.parametrize("asset", ["synth_base", "anim_base"])
-def test_shipped_weights_are_the_ones_their_provenance_names(asset):
+@pytest.mark.parametrize(("asset", "weights"), [("synth_base", "diffusion_pytorch_model.safetensors"),
+                                               ("anim_base", "diffusion_pytorch_model.safetensors"),
+                                               ("hand_features", "model.safetensors")])
+def test_shipped_weights_are_the_ones_their_provenance_names(asset, weights):
     folder = ASSETS / asset
-    digest = hashlib.sha256((folder / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    digest = hashlib.sha256((folder / weights).read_bytes()).hexdigest()
     named = re.findall(r"\b[0-9a-f]{64}\b", (folder / "PROVENANCE.md").read_text())
     assert named == [digest]
 

@@ -2,8 +2,12 @@
 seeds, scored by the strict good-hand test and the graded reward (reward.py): the good-hand rate
 with a Wilson 95% interval, the mean reward with a normal 95% interval, the independent check's
 rate (check.py), the finger-count histogram and the hand-quality score (the share of samples with
-five detected fingers), plus the model's denoising error on fresh renders of good hands inside and
-outside the hand (fixed noise and timesteps: what hand-aware weighting aims at). Writes
+five detected fingers), plus the model's denoising error on fresh renders of good hands, overall
+(``render_error``: the report's drift is the trained model's minus the base's) and inside and
+outside the hand (fixed noise and timesteps: what hand-aware weighting aims at). What the reward
+does not measure (quality.py): the Fréchet distance to held-out renders in the feature network's
+space with a bootstrap 95% interval, diversity and coverage, and the network's classifier, a second
+judge the objectives never optimize. Writes
 ``<name>.json`` and a PNG grid of the first samples (a green frame marks a good hand). Results are
 cached by the model's weights, seed, count and sampling steps, so the base model is sampled once
 per machine.
@@ -17,6 +21,7 @@ import torch
 
 from prefopt.evaluation import cached, mean_ci, proportion_ci, write_result
 from prefopt.evaluation.grid import save_grid
+from prefopt.tasks.synthhands.quality import describe
 from prefopt.tasks.synthhands.render import GOOD_FINGERS
 
 
@@ -34,21 +39,19 @@ def summarize(scores, independent: torch.Tensor) -> dict:
 
 
 def hand_errors(denoiser, scheduler, num_samples: int, seed: int) -> dict:
-    """Mean per-pixel denoising error of ``denoiser`` on ``num_samples`` renders of good hands, inside
-    and outside their masks (one noise and uniform timestep per render, drawn from ``seed``)."""
-    from prefopt.core import NoiseProcess, preference_errors
+    """Mean per-pixel denoising error of ``denoiser`` on ``num_samples`` renders of good hands, over
+    the image and inside and outside their masks (one noise and uniform timestep per render, drawn
+    from ``seed``)."""
+    from prefopt.evaluation.drift import denoising_errors
     from prefopt.tasks.synthhands.render import render, sample_specs
 
     generator = torch.Generator().manual_seed(seed)
     size = denoiser.config.sample_size
     images, masks = render(sample_specs(num_samples, size, generator=generator), size)
-    was_training = denoiser.training
-    denoiser.eval()
-    with torch.no_grad():
-        errors = preference_errors(denoiser, None, NoiseProcess(scheduler), images, region=masks, generator=generator)
-    denoiser.train(was_training)
+    errors = denoising_errors(denoiser, scheduler, images, generator, region=masks)
     inside, outside = errors.region_err
-    return {"err_in_hand": float(inside.mean()), "err_out_hand": float(outside.mean())}
+    return {"render_error": float(errors.policy_err.mean()), "err_in_hand": float(inside.mean()),
+            "err_out_hand": float(outside.mean())}
 
 
 class SynthHandsEvaluator:
@@ -68,13 +71,15 @@ class SynthHandsEvaluator:
         """Sample, score and summarize one model; write ``<out_dir>/<name>.json`` and ``.png``."""
         from prefopt.sampling import model_fingerprint
         from prefopt.tasks.synthhands.check import independent_good
+        from prefopt.tasks.synthhands.quality import quality
 
         def compute():
             samples, scores = self._sample(denoiser, scheduler, self.num_samples)
             return ({"seed": self.seed, "steps": self.steps, **summarize(scores, independent_good(samples)),
-                     **hand_errors(denoiser, scheduler, self.num_samples, self.seed)}, (samples, scores.good))
+                     **quality(samples, self.seed), **hand_errors(denoiser, scheduler, self.num_samples, self.seed)},
+                    (samples, scores.good))
 
-        key = f"{model_fingerprint(denoiser)}-n{self.num_samples}-seed{self.seed}-steps{self.steps}-v2"
+        key = f"{model_fingerprint(denoiser)}-n{self.num_samples}-seed{self.seed}-steps{self.steps}-v3"
         result, sampled = cached(key, compute)
         result = {"model": name, **result}
         if out_dir is not None:
@@ -98,4 +103,6 @@ class SynthHandsEvaluator:
         return (f"{result['model']}: good hands {100 * result['good_rate']:.1f}% "
                 f"[{100 * low:.1f}, {100 * high:.1f}] of {result['num_samples']}, "
                 f"mean reward {result['mean_reward']:.3f}, independent check {100 * result['independent_rate']:.1f}%, "
+                f"{describe(result)}, "
                 f"denoising error in/out of the hand {result['err_in_hand']:.4f}/{result['err_out_hand']:.4f}")
+

@@ -1,7 +1,9 @@
 """SynthHands Animation evaluation (``eval=synthhands_anim``): ``num_samples`` clips, each under its
 own driving motion (drawn from ``seed``), scored per dimension (reward.py); mean and 95% interval
-of each, the good-clip rate with a Wilson interval; ``<name>.json`` and a PNG of 16 clips (one row
-a clip, its frames left to right)."""
+of each, the good-clip rate with a Wilson interval; what the reward does not measure (quality.py:
+per-frame and temporal Fréchet distances to renders of good clips under the same motions, diversity,
+coverage, two judges counted per frame, the denoising error on those renders); ``<name>.json`` and
+a PNG of 16 clips (one row a clip, its frames left to right)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import torch
 
 from prefopt.evaluation import cached, mean_ci, proportion_ci, write_result
 from prefopt.evaluation.grid import save_grid
+from prefopt.tasks.synthhands.quality import describe
 
 DIMENSIONS = ("appearance", "consistency", "motion", "reward")
 
@@ -21,16 +24,32 @@ class SynthHandsAnimEvaluator:
         self.num_samples, self.seed, self.steps = num_samples, seed, steps
         self.frames, self.size, self.grid = frames, size, grid
 
+    def _angles(self) -> torch.Tensor:
+        from prefopt.tasks.synthhands_anim.animate import driving_angles
+
+        return driving_angles(self.num_samples, self.frames, torch.Generator().manual_seed(self.seed))
+
     def _sample(self, denoiser, scheduler, count: int):
         from prefopt.sampling import generate
-        from prefopt.tasks.synthhands_anim.animate import driving_angles, motion_condition
+        from prefopt.tasks.synthhands_anim.animate import motion_condition
         from prefopt.tasks.synthhands_anim.reward import score_clips
 
-        angles = driving_angles(self.num_samples, self.frames, torch.Generator().manual_seed(self.seed))
-        cond = motion_condition(angles, self.size)[:count]
+        cond = motion_condition(self._angles(), self.size)[:count]
         clips = generate(denoiser, scheduler, count, seed=self.seed, steps=self.steps,
                          sample_shape=(3, self.frames, self.size, self.size), cond={"motion": cond})
         return clips, score_clips(clips, cond)
+
+    def _beyond_reward(self, denoiser, scheduler, clips: torch.Tensor) -> dict:
+        """quality.py's numbers of ``clips`` and the denoising error on the renders they are compared with."""
+        from prefopt.evaluation.drift import denoising_errors
+        from prefopt.tasks.synthhands_anim.animate import motion_condition
+        from prefopt.tasks.synthhands_anim.quality import clip_quality, good_clips
+
+        angles = self._angles()
+        renders = good_clips(angles, self.size, self.seed + 1)
+        errors = denoising_errors(denoiser, scheduler, renders, torch.Generator().manual_seed(self.seed),
+                                  cond={"motion": motion_condition(angles, self.size)})
+        return {**clip_quality(clips, renders, self.seed), "render_error": float(errors.policy_err.mean())}
 
     def evaluate(self, denoiser, scheduler, name: str, out_dir: Path | None = None) -> dict:
         from prefopt.sampling import model_fingerprint
@@ -43,10 +62,11 @@ class SynthHandsAnimEvaluator:
             for dim in DIMENSIONS:
                 mean, low, high = mean_ci(getattr(scores, dim))
                 result.update({dim: mean, f"{dim}_ci95": [low, high]})
+            result.update(self._beyond_reward(denoiser, scheduler, clips))
             return result, (clips, scores.good)
 
         key = (f"{model_fingerprint(denoiser)}-anim-n{self.num_samples}-seed{self.seed}-steps{self.steps}"
-               f"-T{self.frames}")
+               f"-T{self.frames}-v2")
         result, sampled = cached(key, compute)
         result = {"model": name, **result}
         if out_dir is not None:
@@ -65,5 +85,8 @@ class SynthHandsAnimEvaluator:
         dims = ", ".join(f"{dim} {result[dim]:.3f} [{result[dim + '_ci95'][0]:.3f}, {result[dim + '_ci95'][1]:.3f}]"
                          for dim in DIMENSIONS)
         low, high = result["good_rate_ci95"]
+        t_low, t_high = result["fd_temporal_ci95"]
         return (f"{result['model']}: good clips {100 * result['good_rate']:.1f}% [{100 * low:.1f}, {100 * high:.1f}] "
-                f"of {result['num_samples']}; {dims}")
+                f"of {result['num_samples']}; {dims}; per frame: independent check {100 * result['independent_rate']:.1f}%, "
+                f"{describe(result)}; temporal FD {result['fd_temporal']:.2f} [{t_low:.2f}, {t_high:.2f}], "
+                f"denoising error on renders {result['render_error']:.4f}")
