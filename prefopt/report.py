@@ -2,10 +2,18 @@
 
 Reads every run under the directory (``summary.json``, ``eval/{base,aligned}.json``,
 ``metrics.jsonl``) and writes ``<dir>/report/``: ``report.md``, ``report.html``, ``report.json`` (the
-numbers), ``reward_vs_step.png`` and ``samples.png``. Per objective: the good-hand rate and mean
+numbers), ``reward_vs_step.png``, ``samples.png`` and ``pareto.png``. Per objective: the good-hand rate and mean
 reward of the aligned model (mean over seeds with a Student-t 95% interval; a single seed shows its
 own binomial/normal interval), the gain over the base model, wall time, optimizer steps,
-reward-model calls and preference pairs used (0 for unpaired objectives).
+reward-model calls and preference pairs used (0 for unpaired objectives). A second table shows what
+the reward does not measure (prefopt/evaluation/beyond_reward.py): the held-out judges and the
+objectives whose reward gain outruns them, the distance to held-out renders, diversity and drift;
+``pareto.png`` plots the reward against that distance, one point per seed. Clip runs (SynthHands
+Animation) get the same columns, with the mean clip reward as the reward.
+
+A row is an arm of the sweep: the objective plus every override (``.hydra/overrides.yaml``) whose
+value differs between the runs, the seed apart (``ipa hand_aware.enabled=false``); the comparison
+sweep's arms are its objectives.
 """
 
 from __future__ import annotations
@@ -18,24 +26,13 @@ import statistics
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from prefopt.evaluation import beyond_reward
+from prefopt.evaluation.stats import seeds_ci
+
 ORDER = ("base", "sft", "ipa", "dpo", "gapo", "hgdpo")
-# Student t quantiles t_{0.975, df}, df = 1..30 (beyond: the normal's 1.96 + 2.4/df, within 0.002)
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-        2.045, 2.042)
-
-
-def t975(df: int) -> float:
-    return T975[df - 1] if df <= len(T975) else 1.96 + 2.4 / df
-
-
-def seeds_ci(values: list[float]) -> tuple[float, float, float]:
-    """(mean, low, high): mean +- t_{0.975, n-1} * s / sqrt(n) over seeds."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = t975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
+NOT_AN_ARM = {"seed", "objective", "data.seed", "experiment"}
 
 
 def load_runs(root: Path) -> list[dict]:
@@ -53,6 +50,28 @@ def load_runs(root: Path) -> list[dict]:
     return runs
 
 
+def label_arms(runs: list[dict]) -> None:
+    """Set each run's ``arm``: its objective and the overrides that vary between the runs but the seed."""
+    overrides = []
+    for run in runs:
+        path = run["dir"] / ".hydra" / "overrides.yaml"
+        items = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else []
+        overrides.append(dict(item.lstrip("+~").split("=", 1) for item in items if "=" in item))
+    keys = {key for found in overrides for key in found} - NOT_AN_ARM
+    varying = sorted(key for key in keys if len({found.get(key) for found in overrides}) > 1)
+    for run, found in zip(runs, overrides, strict=True):
+        run["arm"] = " ".join([run["summary"]["objective"], *(f"{key}={found[key]}" for key in varying if key in found)])
+
+
+def _arm(run: dict) -> str:
+    return run.get("arm", run["summary"]["objective"])
+
+
+def _order(arm: str) -> tuple[int, str]:
+    objective = arm.split(" ")[0]
+    return (ORDER.index(objective) if objective in ORDER else len(ORDER), arm)
+
+
 def _interval(values: list[float], single: list[float] | None) -> list[float]:
     _, low, high = seeds_ci(values)
     if len(values) == 1 and single is not None:
@@ -60,22 +79,30 @@ def _interval(values: list[float], single: list[float] | None) -> list[float]:
     return [low, high]
 
 
+def _reward(result: dict) -> tuple[float, list[float]]:
+    """The mean reward and its interval (a clip evaluation names them ``reward``)."""
+    key = "mean_reward" if "mean_reward" in result else "reward"
+    return result[key], result[f"{key}_ci95"]
+
+
 def summarize(runs: list[dict]) -> dict[str, dict]:
     """Per objective (and ``base``): the report's numbers, recomputed from the runs' files."""
     table: dict[str, dict] = {}
     by_objective: dict[str, list[dict]] = {}
     for run in runs:
-        by_objective.setdefault(run["summary"]["objective"], []).append(run)
+        by_objective.setdefault(_arm(run), []).append(run)
     base_runs = [run["base"] for run in runs]
     base_rates = [b["good_rate"] for b in base_runs]
-    table["base"] = {"seeds": len({json.dumps(b, sort_keys=True) for b in base_runs}),
+    distinct_bases = list({json.dumps(run["base"], sort_keys=True): run for run in runs}.values())
+    table["base"] = {"seeds": len(distinct_bases),
                      "good_rate": statistics.fmean(base_rates), "good_rate_ci95": base_runs[0]["good_rate_ci95"],
-                     "mean_reward": statistics.fmean(b["mean_reward"] for b in base_runs),
-                     "mean_reward_ci95": base_runs[0]["mean_reward_ci95"], "gain": 0.0}
-    for name in sorted(by_objective, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+                     "mean_reward": statistics.fmean(_reward(b)[0] for b in base_runs),
+                     "mean_reward_ci95": _reward(base_runs[0])[1], "gain": 0.0,
+                     "quality": beyond_reward.quality_row(distinct_bases, "base")}
+    for name in sorted(by_objective, key=_order):
         group = sorted(by_objective[name], key=lambda r: r["summary"]["seed"])
         rates = [r["aligned"]["good_rate"] for r in group]
-        rewards = [r["aligned"]["mean_reward"] for r in group]
+        rewards = [_reward(r["aligned"])[0] for r in group]
         gains = [r["aligned"]["good_rate"] - r["base"]["good_rate"] for r in group]
         single = group[0]["aligned"] if len(group) == 1 else None
         table[name] = {
@@ -83,12 +110,13 @@ def summarize(runs: list[dict]) -> dict[str, dict]:
             "good_rate": statistics.fmean(rates),
             "good_rate_ci95": _interval(rates, single and single["good_rate_ci95"]),
             "mean_reward": statistics.fmean(rewards),
-            "mean_reward_ci95": _interval(rewards, single and single["mean_reward_ci95"]),
+            "mean_reward_ci95": _interval(rewards, single and _reward(single)[1]),
             "gain": statistics.fmean(gains),
             "wall_s": statistics.fmean(r["summary"]["wall_s"] for r in group),
             "steps": statistics.fmean(r["summary"]["steps"] for r in group),
             "reward_calls": statistics.fmean(r["summary"]["reward_calls"] for r in group),
             "pairs": statistics.fmean(r["summary"]["pairs"] for r in group),
+            "quality": beyond_reward.quality_row(group),
         }
     return table
 
@@ -98,7 +126,7 @@ def reward_curves(runs: list[dict]) -> dict[str, list[tuple[int, float]]]:
     of the final evaluation, averaged over seeds."""
     points: dict[str, dict[int, list[float]]] = {}
     for run in runs:
-        curve = points.setdefault(run["summary"]["objective"], {})
+        curve = points.setdefault(_arm(run), {})
         for row in run["metrics"]:
             if "pool/good_rate" in row:
                 curve.setdefault(row["step"], []).append(row["pool/good_rate"])
@@ -156,9 +184,8 @@ def plot_samples(runs: list[dict], path: Path) -> list[str]:
     panels: dict[str, Path] = {}
     for run in sorted(runs, key=lambda r: r["summary"]["seed"]):
         panels.setdefault("base", run["dir"] / "eval" / "base.png")
-        panels.setdefault(run["summary"]["objective"], run["dir"] / "eval" / "aligned.png")
-    panels = {k: v for k, v in sorted(panels.items(), key=lambda kv: ORDER.index(kv[0]) if kv[0] in ORDER else 99)
-              if v.is_file()}
+        panels.setdefault(_arm(run), run["dir"] / "eval" / "aligned.png")
+    panels = {k: v for k, v in sorted(panels.items(), key=lambda kv: _order(kv[0])) if v.is_file()}
     if not panels:
         return []
     figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4), dpi=110, squeeze=False)
@@ -181,31 +208,55 @@ def write_report(root: Path) -> Path:
         raise SystemExit(f"prefopt.report: {root}: no finished runs (summary.json with eval/) found")
     out = root / "report"
     out.mkdir(exist_ok=True)
+    label_arms(runs)
     table = summarize(runs)
     curves = reward_curves(runs)
     plot_curves(curves, table["base"]["good_rate"], out / "reward_vs_step.png")
     samples = plot_samples(runs, out / "samples.png")
+    video = "frames" in runs[0]["aligned"]
+    pareto = beyond_reward.pareto_points(runs)
+    if pareto:
+        beyond_reward.plot_pareto(pareto, video, out / "pareto.png")
     (out / "report.json").write_text(json.dumps({"runs": [str(r["dir"]) for r in runs], "table": table,
-                                                 "reward_vs_step": curves}, indent=1))
+                                                 "reward_vs_step": curves, "pareto": pareto}, indent=1))
     evaluated = runs[0]["aligned"].get("num_samples", "the")
     intro = (f"{len(runs)} runs from `{root}`. Good-hand rate and mean reward of the aligned model on the "
              f"same {evaluated} evaluation seeds as the base model; over seeds: mean and Student-t 95% interval "
              "(one seed: the run's own binomial/normal interval).")
     rows_md = markdown_table(table)
-    markdown = "\n\n".join(["# prefopt comparison", intro, rows_md, "![reward vs step](reward_vs_step.png)",
-                            *(["![samples](samples.png)"] if samples else [])]) + "\n"
+    beyond_md = beyond_reward.markdown(table, video)
+    markdown = "\n\n".join(["# prefopt comparison", intro, rows_md, "## Beyond the reward", BEYOND_INTRO, beyond_md,
+                            *(["![reward against FD](pareto.png)"] if pareto else []),
+                            "![reward vs step](reward_vs_step.png)", *(["![samples](samples.png)"] if samples else [])]) + "\n"
     (out / "report.md").write_text(markdown)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in line.strip("|").split("|")) + "</tr>"
-                   for line in rows_md.splitlines()[2:])
-    header = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows_md.splitlines()[0].strip("|").split("|"))
     (out / "report.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>prefopt comparison</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
-        f"<h1>prefopt comparison</h1><p>{html.escape(intro)}</p><table><tr>{header}</tr>{rows}</table>"
-        "<h2>Reward vs step</h2><img src='reward_vs_step.png'>"
+        f"<h1>prefopt comparison</h1><p>{html.escape(intro)}</p>{_html_table(rows_md)}"
+        f"<h2>Beyond the reward</h2><p>{html.escape(BEYOND_INTRO)}</p>{_html_table(beyond_md)}"
+        + ("<img src='pareto.png'>" if pareto else "")
+        + "<h2>Reward vs step</h2><img src='reward_vs_step.png'>"
         + ("<h2>Samples</h2><img src='samples.png' width='100%'>" if samples else "") + "</body></html>\n")
     return out
+
+
+BEYOND_INTRO = ("What the training reward does not measure, over the same seeds (mean [Student-t 95% interval]; one "
+                "seed: the run's own interval). Judges: the template check and the feature network's classifier, "
+                "never optimized. FD: Fréchet distance to held-out renders of good hands in the feature network's "
+                "space (two render sets: about 0.2). Diversity: mean pairwise feature distance; coverage: the share "
+                "of the renders' pose and colour the samples reach. Drift: denoising error on renders minus the "
+                "base model's. Last column: the relative gain of the reward minus a judge's, mean ± sd over seeds; "
+                "FLAG where the mean exceeds the sd (the reward rose more than the judge says the hands did).")
+
+
+def _html_table(rows_md: str) -> str:
+    """A Markdown table as an HTML table."""
+    lines = rows_md.splitlines()
+    header = "".join(f"<th>{html.escape(c.strip())}</th>" for c in lines[0].strip("|").split("|"))
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in line.strip("|").split("|")) + "</tr>"
+                   for line in lines[2:])
+    return f"<table><tr>{header}</tr>{rows}</table>"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,7 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.directory.is_dir():
         sys.stderr.write(f"prefopt.report: {args.directory}: no such directory\n")
         sys.exit(2)
-    out = write_report(args.directory)
+    from prefopt.cli import one_line_errors
+
+    with one_line_errors(str(args.directory / "report")):
+        out = write_report(args.directory)
     print((out / "report.md").read_text().split("\n\n")[2])
     print(f"report: {out / 'report.md'} ({out / 'report.html'})")
 
