@@ -266,10 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.directory.is_dir():
         sys.stderr.write(f"prefopt.report: {args.directory}: no such directory\n")
         sys.exit(2)
-    from prefopt.cli import one_line_errors
-
-    with one_line_errors(str(args.directory / "report")):
-        out = write_report(args.directory)
+    out = write_report(args.directory)
     print((out / "report.md").read_text().split("\n\n")[2])
     print(f"report: {out / 'report.md'} ({out / 'report.html'})")
 
