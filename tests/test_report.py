@@ -181,7 +181,7 @@ def test_the_report_shows_judges_distance_diversity_drift_and_flags_a_reward_tha
         assert not dpo["reward_minus_judge"][judge]["flagged"]
     markdown = (out / "report.md").read_text()
     assert "## Beyond the reward" in markdown and "| FD to renders |" in markdown and "FLAG" in markdown
-    assert "| ipa | 50.0 | 22.7 [" in markdown and "![reward against FD](pareto.png)" in markdown
+    assert "| ipa | 50.0 [" in markdown and "| 22.7 [" in markdown and "![reward against FD](pareto.png)" in markdown
     pareto = json.loads((out / "report.json").read_text())["pareto"]
     assert pareto["base"] == [[100.0, 0.25]] and pareto["ipa"] == [[20.0, 0.5], [21.0, 0.5], [22.0, 0.5]]
     assert (out / "pareto.png").stat().st_size > 0 and "FLAG" in (out / "report.html").read_text()
@@ -208,7 +208,7 @@ def test_a_video_sweep_reports_the_clip_reward_and_the_same_columns(tmp_path):
     gain = table["gapo"]["quality"]["reward_minus_judge"]["classifier_rate"]
     assert gain["difference"] == pytest.approx(0.595 / 0.53 - 1)  # the judges stayed at the base's
     markdown = (out / "report.md").read_text()
-    assert "reward: mean clip reward" in markdown and "| temporal FD |" in markdown and "| gapo | 0.595 |" in markdown
+    assert "reward: mean clip reward" in markdown and "| temporal FD |" in markdown and "| gapo | 0.595 [" in markdown
     assert (out / "pareto.png").is_file()
 
 

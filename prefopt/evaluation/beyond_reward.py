@@ -27,14 +27,14 @@ from pathlib import Path
 
 from prefopt.evaluation.stats import seeds_ci
 
-COLUMNS = (  # (key in an evaluation's JSON, header, shown as a percentage)
-    ("independent_rate", "judge: template check %", True),
-    ("classifier_rate", "judge: feature classifier %", True),
-    ("fd", "FD to renders", False),
-    ("fd_temporal", "temporal FD", False),
-    ("diversity", "diversity", False),
-    ("coverage", "coverage %", True),
-    ("drift", "drift (denoising error vs base)", False),
+COLUMNS = (  # (key in an evaluation's JSON, header, scale, decimals shown)
+    ("independent_rate", "judge: template check %", 100, 1),
+    ("classifier_rate", "judge: feature classifier %", 100, 1),
+    ("fd", "FD to renders", 1, 2),
+    ("fd_temporal", "temporal FD", 1, 2),
+    ("diversity", "diversity", 1, 2),
+    ("coverage", "coverage %", 100, 1),
+    ("drift", "drift (denoising error vs base)", 1, 4),
 )
 JUDGES = {"independent_rate": "template", "classifier_rate": "classifier"}
 
@@ -69,7 +69,7 @@ def reward_minus_judge(group: list[dict], judge: str) -> dict:
 def quality_row(group: list[dict], which: str = "aligned") -> dict:
     """The second table's numbers for ``group`` (one objective's runs, or the base model's with ``which="base"``)."""
     row: dict = {}
-    for key, _, _ in COLUMNS:
+    for key, *_ in COLUMNS:
         values = [_value(run, key, which) for run in group]
         if any(v is None for v in values):
             continue
@@ -83,10 +83,9 @@ def quality_row(group: list[dict], which: str = "aligned") -> dict:
     return row
 
 
-def _cell(row: dict, key: str, percent: bool) -> str:
+def _cell(row: dict, key: str, scale: float, digits: int) -> str:
     if key not in row:
         return ""
-    scale, digits = (100, 1) if percent else (1, 3)
     low, high = row[f"{key}_ci95"]
     interval = "" if math.isnan(low) else f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
     return f"{scale * row[key]:.{digits}f}{interval}"
@@ -102,15 +101,14 @@ def _flags(row: dict) -> str:
 
 def markdown(table: dict[str, dict], video: bool) -> str:
     """The second table (rows: the report's table rows, each carrying its ``quality`` numbers)."""
-    shown = [(key, header, percent) for key, header, percent in COLUMNS
-             if any(key in row.get("quality", {}) for row in table.values())]
+    shown = [column for column in COLUMNS if any(column[0] in row.get("quality", {}) for row in table.values())]
     reward = "reward: mean clip reward" if video else "reward: good-hand rate %"
-    lines = ["| objective | " + " | ".join([reward, *(header for _, header, _ in shown)])
+    lines = ["| objective | " + " | ".join([reward, *(header for _, header, _, _ in shown)])
              + " | reward gain - judge gain, % of base (mean ± sd over seeds) |",
              "|---" * (len(shown) + 3) + "|"]
     for name, row in table.items():
-        reward_cell = f"{row['mean_reward']:.3f}" if video else f"{100 * row['good_rate']:.1f}"
-        cells = [reward_cell, *(_cell(row.get("quality", {}), key, percent) for key, _, percent in shown)]
+        reward_cell = _cell(row, "mean_reward", 1, 3) if video else _cell(row, "good_rate", 100, 1)
+        cells = [reward_cell, *(_cell(row.get("quality", {}), key, scale, digits) for key, _, scale, digits in shown)]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {_flags(row.get('quality', {}))} |")
     return "\n".join(lines)
 

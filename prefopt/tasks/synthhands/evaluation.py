@@ -29,10 +29,11 @@ def summarize(scores, independent: torch.Tensor) -> dict:
     n = len(scores.good)
     rate, low, high = proportion_ci(int(scores.good.sum()), n)
     reward, r_low, r_high = mean_ci(scores.reward)
+    independent_rate, i_low, i_high = proportion_ci(int(independent.sum()), n)
     fingers = torch.bincount(scores.detection.fingers.clamp(max=9), minlength=10)
     return {"num_samples": n, "good_rate": rate, "good_rate_ci95": [low, high],
             "mean_reward": reward, "mean_reward_ci95": [r_low, r_high],
-            "independent_rate": float(independent.float().mean()),
+            "independent_rate": independent_rate, "independent_rate_ci95": [i_low, i_high],
             "agreement": float((independent == scores.good).float().mean()),
             "hand_quality": float((scores.detection.fingers == GOOD_FINGERS).float().mean()),
             "fingers_histogram": {str(k): int(c) for k, c in enumerate(fingers.tolist()) if c}}
@@ -79,7 +80,7 @@ class SynthHandsEvaluator:
                      **quality(samples, self.seed), **hand_errors(denoiser, scheduler, self.num_samples, self.seed)},
                     (samples, scores.good))
 
-        key = f"{model_fingerprint(denoiser)}-n{self.num_samples}-seed{self.seed}-steps{self.steps}-v3"
+        key = f"{model_fingerprint(denoiser)}-n{self.num_samples}-seed{self.seed}-steps{self.steps}-v4"
         result, sampled = cached(key, compute)
         result = {"model": name, **result}
         if out_dir is not None:
