@@ -43,7 +43,11 @@ def read_prompts(path: Path, conditions: list[str]) -> list[dict]:
     if path.suffix != ".jsonl":
         if not path.is_file():
             raise ConfigError(f"data.prompts: {path}: no such file")
-        rows = [{"prompt": line.strip()} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is not a prompt
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"data.prompts: {path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+        rows = [{"prompt": line.strip()} for line in text.splitlines() if line.strip()]
     else:
         rows = read_rows(path, "data.prompts")
     if not rows:
@@ -144,12 +148,25 @@ def write_sample(array, path: Path, fps: int) -> None:
             for frame in pixels:
                 writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             writer.release()
+            _check_video(tmp, len(pixels))
         else:
             from PIL import Image
 
             Image.fromarray(pixels).save(tmp, format="PNG")
 
     atomic_write(path, write)
+
+
+def _check_video(path: Path, frames: int) -> None:
+    """OpenCV's writer reports no failure: read back how many frames it wrote (a full disk then
+    becomes the filesystem's error, prefopt/io.py)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    if written != frames:
+        raise RuntimeError(f"{path}: the video writer wrote {written} of {frames} frames")
 
 
 def sample_batch(pipe, cfg, video: bool, jobs: list[Job], rows: list[dict], device):

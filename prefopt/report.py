@@ -30,9 +30,22 @@ from omegaconf import OmegaConf
 
 from prefopt.evaluation import beyond_reward
 from prefopt.evaluation.stats import seeds_ci
+from prefopt.io import atomic_write, write_text
 
 ORDER = ("base", "sft", "ipa", "dpo", "gapo", "hgdpo")
 NOT_AN_ARM = {"seed", "objective", "data.seed", "experiment"}
+
+
+def _read_json(path: Path, lines: bool = False):
+    """A run's JSON file (``lines``: JSON lines), or one line naming it when it does not parse."""
+    from prefopt.errors import ConfigError, first_line
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line] if lines else json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not valid JSON ({first_line(error)}); remove the run's folder from {path.parents[1]} "
+                          "or run it again") from None
 
 
 def load_runs(root: Path) -> list[dict]:
@@ -43,10 +56,8 @@ def load_runs(root: Path) -> list[dict]:
         aligned, base = run_dir / "eval" / "aligned.json", run_dir / "eval" / "base.json"
         if not aligned.is_file() or not base.is_file():
             continue
-        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-        runs.append({"dir": run_dir, "summary": json.loads(summary_path.read_text()),
-                     "aligned": json.loads(aligned.read_text()), "base": json.loads(base.read_text()),
-                     "metrics": metrics})
+        runs.append({"dir": run_dir, "summary": _read_json(summary_path), "aligned": _read_json(aligned),
+                     "base": _read_json(base), "metrics": _read_json(run_dir / "metrics.jsonl", lines=True)})
     return runs
 
 
@@ -169,7 +180,7 @@ def plot_curves(curves: dict, base_rate: float, path: Path) -> None:
     axis.set_title("Reward vs step: round pools, then the final evaluation")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path)
+    atomic_write(path, figure.savefig)
     plt.close(figure)
 
 
@@ -197,7 +208,7 @@ def plot_samples(runs: list[dict], path: Path) -> list[str]:
         axis.axis("off")
     figure.suptitle("The first evaluation samples (same seeds; green frame: good hand)")
     figure.tight_layout()
-    figure.savefig(path)
+    atomic_write(path, figure.savefig)
     plt.close(figure)
     return list(panels)
 
@@ -217,7 +228,7 @@ def write_report(root: Path) -> Path:
     pareto = beyond_reward.pareto_points(runs)
     if pareto:
         beyond_reward.plot_pareto(pareto, video, out / "pareto.png")
-    (out / "report.json").write_text(json.dumps({"runs": [str(r["dir"]) for r in runs], "table": table,
+    write_text(out / "report.json", json.dumps({"runs": [str(r["dir"]) for r in runs], "table": table,
                                                  "reward_vs_step": curves, "pareto": pareto}, indent=1))
     evaluated = runs[0]["aligned"].get("num_samples", "the")
     intro = (f"{len(runs)} runs from `{root}`. Good-hand rate and mean reward of the aligned model on the "
@@ -228,8 +239,8 @@ def write_report(root: Path) -> Path:
     markdown = "\n\n".join(["# prefopt comparison", intro, rows_md, "## Beyond the reward", BEYOND_INTRO, beyond_md,
                             *(["![reward against FD](pareto.png)"] if pareto else []),
                             "![reward vs step](reward_vs_step.png)", *(["![samples](samples.png)"] if samples else [])]) + "\n"
-    (out / "report.md").write_text(markdown)
-    (out / "report.html").write_text(
+    write_text(out / "report.md", markdown)
+    write_text(out / "report.html",
         "<!doctype html><html><head><meta charset='utf-8'><title>prefopt comparison</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
@@ -266,7 +277,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.directory.is_dir():
         sys.stderr.write(f"prefopt.report: {args.directory}: no such directory\n")
         sys.exit(2)
-    out = write_report(args.directory)
+    from prefopt.cli import one_line_errors
+
+    with one_line_errors(str(args.directory / "report")):
+        out = write_report(args.directory)
     print((out / "report.md").read_text().split("\n\n")[2])
     print(f"report: {out / 'report.md'} ({out / 'report.html'})")
 

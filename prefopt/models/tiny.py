@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 
 from prefopt.errors import ConfigError
+from prefopt.io import reraise
 
 
 def _key(cfg) -> str:
@@ -40,12 +42,13 @@ def materialize(cfg) -> Path:
             denoiser = denoiser_cls(**dict(cfg.config))
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model.config: {cfg.denoiser_class} rejects it: {str(error).splitlines()[0]}") from None
-    denoiser.save_pretrained(tmp / cfg.subfolder if cfg.subfolder else tmp)
-    getattr(diffusers, cfg.scheduler_class)().save_pretrained(tmp / "scheduler")
+    try:
+        denoiser.save_pretrained(tmp / cfg.subfolder if cfg.subfolder else tmp)
+        getattr(diffusers, cfg.scheduler_class)().save_pretrained(tmp / "scheduler")
+    except Exception as error:  # noqa: BLE001 - a full disk or a bug: no half-written folder stays either way
+        reraise(error, root, lambda: shutil.rmtree(tmp, ignore_errors=True))
     try:
         tmp.rename(root)
     except OSError:  # another process materialized it first
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     return root
