@@ -9,7 +9,8 @@ with it before any model code loads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -38,6 +39,24 @@ def _one_of(key: str, value, allowed) -> None:
 def _positive(key: str, value) -> None:
     if not value > 0:
         raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def check_finite(value, key: str = "") -> None:
+    """Every number of a config (dataclasses, their dicts and lists, an objective) is finite, else
+    one line naming the first key that is not: inf or nan never trains anything."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    if is_dataclass(value):
+        names = {"weight": "lambda"} if isinstance(value, HandAware) else {}  # hand_aware.lambda is its weight
+        items = [(names.get(f.name, f.name), getattr(value, f.name)) for f in fields(value)]
+    elif isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list | tuple):
+        items = [(f"{index}", item) for index, item in enumerate(value)]
+    else:
+        return
+    for name, item in items:
+        check_finite(item, f"{key}.{name}" if key else str(name))
 
 
 @dataclass
@@ -225,8 +244,13 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
+        from prefopt.models.builders import check_fits
+
         if not isinstance(self.hand_aware, HandAware):
+            check_finite(dict(self.hand_aware), "hand_aware")
             self.hand_aware = HandAware.from_block(dict(self.hand_aware))
+        check_finite(self)
+        check_fits(self.model, self.data)
         if getattr(self.objective, "reference", "base") == "previous_stage" and self.lora.enabled:
             raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)
         if self.modulation.enabled and self.model.denoiser_class != "MotionVideoModel":
@@ -257,6 +281,7 @@ class EvaluateConfig:
 
     def __post_init__(self):
         _positive("eval.num_samples", self.eval.num_samples)
+        check_finite(self)
 
 
 @dataclass
@@ -297,6 +322,7 @@ class GenerateConfig:
         for key in ("batch_size", "steps", "fps"):
             _positive(key, getattr(self, key))
         _one_of("dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        check_finite(self)
 
 
 @dataclass
@@ -312,6 +338,7 @@ class ScoreConfig:
     def __post_init__(self):
         _positive("batch_size", self.batch_size)
         _positive("save_every", self.save_every)
+        check_finite(self)
 
 
 @dataclass
@@ -335,6 +362,7 @@ class CurateConfig:
             raise ConfigError(f"fraction must be in (0, 1], got {self.fraction}")
         if self.min_gap < 0:
             raise ConfigError(f"min_gap must be >= 0, got {self.min_gap}")
+        check_finite(self)
 
 
 def data_builder(data: DataConfig):

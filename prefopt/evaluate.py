@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from prefopt.cli import command
-from prefopt.errors import ConfigError
+from prefopt.errors import ConfigError, first_line
 
 
 def load_run(run_dir: Path):
@@ -24,7 +24,10 @@ def load_run(run_dir: Path):
     config_path = run_dir / ".hydra" / "config.yaml"
     if not config_path.is_file():
         raise ConfigError(f"run={run_dir}: no .hydra/config.yaml (not a prefopt.train run dir)")
-    saved = OmegaConf.load(config_path)
+    try:
+        saved = OmegaConf.load(config_path)
+    except Exception as error:  # noqa: BLE001 - a damaged file of the user's: one line
+        raise ConfigError(f"run={run_dir}: {config_path} does not parse ({first_line(error)})") from None
     OmegaConf.resolve(saved)  # the run's own interpolations (a video model's config reads modulation.*)
 
     def typed(schema, node):

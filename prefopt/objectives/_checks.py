@@ -1,14 +1,16 @@
 """Argument checks shared by the objectives: one-line errors that name the culprit. Shapes only
 (no values), so they cost no host-device sync."""
 
+import math
+
 import torch
 
 from prefopt.errors import ConfigError
 
 
 def check_beta(beta: float) -> None:
-    if not beta > 0:
-        raise ConfigError(f"objective.beta must be > 0, got {beta}")
+    if not (beta > 0 and math.isfinite(beta)):
+        raise ConfigError(f"objective.beta must be > 0 and finite, got {beta}")
 
 
 def check_paired(policy_err: torch.Tensor, ref_err: torch.Tensor, *per_pair: torch.Tensor) -> None:
