@@ -13,20 +13,22 @@ the step a run resumes from.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import shutil
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from prefopt.data import PreferenceDataset
 from prefopt.data.preference import flatten, unflatten
-from prefopt.errors import ConfigError
-from prefopt.io import write_text
+from prefopt.errors import ConfigError, StorageError
+from prefopt.io import filesystem_error, fsync_tree, write_text
 
 log = logging.getLogger("prefopt")
 PREFIX, TMP_PREFIX = "step_", ".tmp-step_"
@@ -49,6 +51,87 @@ def guard_run_dir(run_dir: Path, resume: str, overwrite: bool, remove: bool = Tr
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+@dataclass
+class OpenRun:
+    """A run this process has open in a run dir: its settings (saved in each checkpoint) and, on the
+    main process, the run dir's lock (an ``flock`` on the folder, held until the run ends or the
+    process exits)."""
+
+    settings: dict
+    descriptor: int | None = None
+
+
+_OPEN_RUNS: dict[Path, OpenRun] = {}
+
+
+def open_run(run_dir: Path, settings: dict, lock: bool) -> None:
+    """Hold ``run_dir`` for a run of ``settings``; with ``lock`` (the main process) a second process on
+    the same run dir is refused in one line. A run of this process that ended without :func:`close_run`
+    (it raised) still holds the lock, which passes to this one."""
+    key = run_dir.resolve()
+    held = _OPEN_RUNS.get(key)
+    descriptor = held.descriptor if held else None
+    if lock and descriptor is None:
+        descriptor = _lock(run_dir)
+    _OPEN_RUNS[key] = OpenRun(settings, descriptor)
+
+
+def open_settings(run_dir: Path) -> dict | None:
+    """The settings of the run this process has open in ``run_dir``, if any."""
+    held = _OPEN_RUNS.get(run_dir.resolve())
+    return held.settings if held else None
+
+
+def close_run(run_dir: Path) -> None:
+    """The run in ``run_dir`` ended: release its lock."""
+    held = _OPEN_RUNS.pop(run_dir.resolve(), None)
+    if held is not None and held.descriptor is not None:
+        os.close(held.descriptor)  # closing the folder's descriptor releases its flock
+
+
+def _lock(run_dir: Path) -> int:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise ConfigError(in_use_message(run_dir)) from None
+    return descriptor
+
+
+def in_use_message(run_dir: Path) -> str:
+    return (f"hydra.run.dir: another prefopt process is running in {run_dir}; wait for it to end (or stop it), "
+            "or choose another hydra.run.dir")
+
+
+def run_dir_in_use(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir``'s lock (looked at, not taken)."""
+    if not run_dir.is_dir():
+        return False
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
+
+
+def saved_settings(candidates: list[Path]) -> dict | None:
+    """The settings of the first checkpoint of ``candidates`` whose ``trainer_state.json`` reads and
+    records them; None when none does (no checkpoint, or one from an older prefopt)."""
+    for path in candidates:
+        try:
+            state = json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and isinstance(state.get("config"), dict):
+            return state["config"]
+    return None
+
+
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first."""
     root = run_dir / "checkpoints"
@@ -58,25 +141,40 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
-def _fsync_tree(path: Path) -> None:
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as handle:
-                os.fsync(handle.fileno())
-        descriptor = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
 def save_checkpoint(accelerator, run_dir: Path, step: int, state: dict, extra: dict[str, torch.Tensor],
                     keep: int) -> Path:
-    """Write checkpoint ``step`` atomically (all processes call this); prune to the newest ``keep``."""
-    from safetensors.torch import save_file
-
+    """Write checkpoint ``step`` atomically (all processes call this); prune to the newest ``keep``.
+    A write the filesystem refuses (a full disk) removes the temporary folder and stops in one line;
+    the checkpoints before it stay as they were."""
     root = run_dir / "checkpoints"
     tmp, final = root / f"{TMP_PREFIX}{step}", root / f"{PREFIX}{step}"
+    try:
+        _write_checkpoint(accelerator, tmp, state, extra)
+    except Exception as error:  # noqa: BLE001 - the filesystem's refusal becomes one line, anything else is re-raised
+        refused = filesystem_error(error, root)  # before the temporary folder's removal frees the space
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if refused is None:
+            raise
+        previous = checkpoint_dirs(run_dir)
+        kept = f"the last one, {previous[-1]}, is intact" if previous else "no earlier checkpoint"
+        raise StorageError(f"checkpoint {final} could not be written ({refused.strerror}); {kept}; free space on "
+                           f"{root} and rerun with trainer.resume=auto") from error
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_tree(root)
+        for old in checkpoint_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _write_checkpoint(accelerator, tmp: Path, state: dict, extra: dict[str, torch.Tensor]) -> None:
+    """Every file of a checkpoint in ``tmp``, flushed to disk."""
+    from safetensors.torch import save_file
+
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -87,15 +185,7 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, state: dict, extra: d
         if extra:
             save_file({k: v.contiguous().cpu() for k, v in extra.items()}, tmp / "extra.safetensors")
         (tmp / "trainer_state.json").write_text(json.dumps(state))
-        _fsync_tree(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_tree(root)
-        for old in checkpoint_dirs(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
+        fsync_tree(tmp)
 
 
 def load_latest(accelerator, run_dir: Path, resume: str) -> tuple[dict, dict[str, torch.Tensor], Path] | None:
@@ -170,8 +260,16 @@ def unpack_round(extra: dict[str, torch.Tensor], datasets: dict) -> dict:
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop metrics logged after the checkpoint a run resumes from (they will be logged again)."""
+    """Drop metrics logged after the checkpoint a run resumes from (they will be logged again), and a
+    last line cut short by a crash or a full disk."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("step", 0) <= step:
+            kept.append(line)
     write_text(path, "".join(line + "\n" for line in kept))

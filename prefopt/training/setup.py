@@ -8,11 +8,14 @@ from pathlib import Path
 
 import torch
 
-from prefopt.checkpoints import guard_run_dir
+from prefopt.checkpoints import guard_run_dir, open_run
 from prefopt.core import NoiseProcess, Reference
+from prefopt.errors import ConfigError
 from prefopt.launch import make_accelerator
 from prefopt.models import ModelBundle, add_lora, half_precision_base
+from prefopt.models.builders import input_channels
 from prefopt.objectives import objective_inputs
+from prefopt.training.state import check_resume, run_settings
 
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}  # of the frozen weights
 
@@ -32,15 +35,48 @@ def settings_line(cfg, processes: int) -> str:
 
 
 def start(cfg, run_dir: Path):
-    """The Accelerator, after the run dir's guard, with the run's seed set; the settings line printed."""
+    """The Accelerator, with the run's seed set and the settings line printed, once the run may start:
+    the model reads the data's channels, no other process runs in ``run_dir`` (its lock, held until
+    the run ends), no earlier run is overwritten, a resumed run has the settings it was started with."""
     from accelerate.utils import set_seed
 
     accelerator = make_accelerator(cfg.trainer)
     accelerator.print(settings_line(cfg, accelerator.num_processes))
+    check_channels(cfg)
+    settings = run_settings(cfg)
+    _hold(accelerator, run_dir, settings)
     guard_run_dir(run_dir, cfg.trainer.resume, cfg.trainer.overwrite, remove=accelerator.is_main_process)
+    check_resume(settings, run_dir, cfg.trainer.resume)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     return accelerator
+
+
+def check_channels(cfg) -> None:
+    """A pixel-space denoiser reads what prefopt's data builders make, RGB pixels: otherwise one line
+    naming the model, before any data is read."""
+    if cfg.model.family is not None or not cfg.data.builder.startswith("prefopt."):
+        return
+    channels = input_channels(cfg.model)
+    if channels not in (None, 3):
+        key = f"model.path={cfg.model.path}" if cfg.model.path else "model.config"
+        raise ConfigError(f"{key}: model={cfg.model.name} reads {channels} channels but data={cfg.data.name} gives "
+                          "RGB pixels (3 channels); choose a model with in_channels 3, or a latent model family")
+
+
+def _hold(accelerator, run_dir: Path, settings: dict) -> None:
+    """The main process takes the run dir's lock; every process learns whether it got it."""
+    refused = None
+    try:
+        open_run(run_dir, settings, lock=accelerator.is_main_process)
+    except ConfigError as error:
+        refused = str(error)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        refused = broadcast_object_list([refused])[0]
+    if refused:
+        raise ConfigError(refused)
 
 
 @dataclass

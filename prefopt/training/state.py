@@ -1,19 +1,84 @@
 """What a checkpoint saves beyond accelerate's state (model, optimizer, LR scheduler, EMA, RNG), and
-restores on resume: the step, the skipped steps, HG-DPO's moved reference, a round's model-made data."""
+restores on resume: the step, the skipped steps, HG-DPO's moved reference, a round's model-made data,
+and the run's composed config, which a resumed run must match but for the keys that may change."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prefopt.checkpoints import (
     REFERENCE_PREFIX,
+    checkpoint_dirs,
     load_latest,
+    open_settings,
     pack_round,
     save_checkpoint,
+    saved_settings,
     truncate_metrics,
     unpack_round,
 )
+from prefopt.errors import ConfigError
+
+log = logging.getLogger("prefopt")
+
+# what may differ between a run and its resume: where and how often it logs, evaluates and saves, how
+# far it goes (trainer.max_steps extends a run), how it runs (compiled or not, loader workers, memory)
+MAY_CHANGE_ON_RESUME = ("logger.", "eval.", "trainer.max_steps", "trainer.checkpoint_every", "trainer.keep_checkpoints",
+                        "trainer.log_every", "trainer.resume", "trainer.overwrite", "trainer.num_workers",
+                        "trainer.max_nonfinite_steps", "trainer.compile", "model.cache_dir",
+                        "model.gradient_checkpointing", "export")
+
+
+def run_settings(cfg) -> dict:
+    """The composed config (a Config) as flat ``key: value`` pairs of JSON values; the objective's
+    class as ``objective.name``."""
+    tree = asdict(cfg)
+    tree["objective"] = {"name": type(cfg.objective).__name__.lower(), **tree["objective"]}
+    return json.loads(json.dumps(_flatten(tree), default=str))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_settings(saved: dict, current: dict) -> list[str]:
+    """``key old -> new`` for every key whose value differs and may not change on resume."""
+    absent = "(absent)"
+    return [f"{key} {saved.get(key, absent)!r} -> {current.get(key, absent)!r}"
+            for key in sorted(set(saved) | set(current))
+            if saved.get(key, absent) != current.get(key, absent)
+            and not any(key == allowed or (allowed.endswith(".") and key.startswith(allowed))
+                        for allowed in MAY_CHANGE_ON_RESUME)]
+
+
+def check_resume(settings: dict, run_dir: Path, resume: str) -> None:
+    """``trainer.resume=auto`` continues the run in ``run_dir`` only with its settings (but for
+    :data:`MAY_CHANGE_ON_RESUME`): otherwise one line listing what differs. A checkpoint named
+    explicitly is the user's choice: the differences are logged."""
+    if resume == "none":
+        return
+    saved = saved_settings(checkpoint_dirs(run_dir)[::-1] if resume == "auto" else [Path(resume)])
+    if saved is None:
+        return
+    changed = changed_settings(saved, settings)
+    if not changed:
+        return
+    if resume != "auto":
+        log.warning("resuming %s with other settings: %s", resume, "; ".join(changed))
+        return
+    allowed = ", ".join(key + "*" if key.endswith(".") else key for key in MAY_CHANGE_ON_RESUME)
+    raise ConfigError(f"trainer.resume=auto: {run_dir} holds a run with other settings ({'; '.join(changed)}); "
+                      f"resume it with its own settings (only {allowed} may change), or "
+                      "start a new run: another hydra.run.dir, or trainer.resume=none trainer.overwrite=true")
 
 
 @dataclass
@@ -29,8 +94,11 @@ class TrainState:
         extra = pack_round(datasets) if round_index > 0 else {}
         if self.reference_moved:
             extra.update({f"{REFERENCE_PREFIX}{k}": v for k, v in reference.frozen.state_dict().items()})
-        self.last_checkpoint = save_checkpoint(accelerator, run_dir, self.step,
-                                               {"step": self.step, "skipped": self.skipped}, extra, keep)
+        saved = {"step": self.step, "skipped": self.skipped}
+        settings = open_settings(run_dir)
+        if settings is not None:
+            saved["config"] = settings
+        self.last_checkpoint = save_checkpoint(accelerator, run_dir, self.step, saved, extra, keep)
         return self.last_checkpoint
 
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from prefopt.checkpoints import close_run
 from prefopt.errors import TrainingError
 from prefopt.io import write_json
 from prefopt.models import build_model, save_weights
@@ -91,4 +92,5 @@ def finish(cfg, run, state, first_step: int, logged: dict, budget: dict, clock: 
     tracker.summary(summary)
     if accelerator.is_main_process:
         write_json(run_dir / "summary.json", summary)
+    close_run(run_dir)
     return summary
