@@ -25,11 +25,13 @@ from prefopt.errors import ConfigError
 
 
 def export_model(final_dir: Path, scheduler, export: Path) -> Path:
-    """A complete diffusers folder: the trained denoiser's files plus ``scheduler/``."""
-    export.mkdir(parents=True, exist_ok=True)
+    """A complete diffusers folder: the trained denoiser's files plus ``scheduler/``, each file
+    written whole (prefopt/io.py)."""
+    from prefopt.io import atomic_write, write_text
+
     for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-        shutil.copyfile(final_dir / name, export / name)
-    scheduler.save_pretrained(export / "scheduler")
+        atomic_write(export / name, lambda tmp, name=name: shutil.copyfile(final_dir / name, tmp))
+    write_text(export / "scheduler" / scheduler.config_name, scheduler.to_json_string())
     return export
 
 
@@ -58,7 +60,7 @@ def pretrain(config) -> None:
         print(evaluator.describe(result))
 
 
-main = command("pretrain", pretrain)
+main = command("pretrain", pretrain, locked=True)
 
 if __name__ == "__main__":
     main()
