@@ -41,6 +41,11 @@ def _positive(key: str, value) -> None:
         raise ConfigError(f"{key} must be > 0, got {value}")
 
 
+def _not_negative(key: str, value) -> None:
+    if not value >= 0:
+        raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
 def check_finite(value, key: str = "") -> None:
     """Every number of a config (dataclasses, their dicts and lists, an objective) is finite, else
     one line naming the first key that is not: inf or nan never trains anything."""
@@ -96,6 +101,7 @@ class LoraConfig:
 
     def __post_init__(self):
         _positive("lora.rank", self.rank)
+        _positive("lora.alpha", self.alpha)
 
 
 @dataclass
@@ -185,6 +191,8 @@ class TrainerConfig:
         for key in ("max_steps", "batch_size", "learning_rate", "gradient_accumulation_steps", "log_every", "rounds",
                     "keep_checkpoints", "max_nonfinite_steps"):
             _positive(f"trainer.{key}", getattr(self, key))
+        for key in ("weight_decay", "warmup_steps", "max_grad_norm", "checkpoint_every", "num_workers"):
+            _not_negative(f"trainer.{key}", getattr(self, key))  # max_grad_norm 0: no clipping
         _one_of("trainer.mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _one_of("trainer.compile", self.compile, COMPILE_BACKENDS)
         if not 0 <= self.ema_decay < 1:
@@ -321,6 +329,9 @@ class GenerateConfig:
     def __post_init__(self):
         for key in ("batch_size", "steps", "fps"):
             _positive(key, getattr(self, key))
+        for key in ("height", "width", "num_frames"):
+            if getattr(self, key) is not None:
+                _positive(key, getattr(self, key))
         _one_of("dtype", self.dtype, ("float32", "bfloat16", "float16"))
         check_finite(self)
 

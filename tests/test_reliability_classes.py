@@ -100,6 +100,10 @@ MISTAKES = {  # a class of mistake -> (overrides, environment, what the line nam
     "image size vs the model's downsampling": (["data.image_size=10"], {}, "data.image_size=10 does not fit model=tiny"),
     "frames for an image model": (["data.num_frames=4"], {}, "data.num_frames=4: model=tiny (UNet2DModel) is an "
                                                              "image model"),
+    "images for a video model": (["model=tiny_video"], {}, "data.num_frames=null: model=tiny_video (MotionVideoModel) "
+                                                           "is a video model and data=renders gives images"),
+    "fp16 on the CPU": (["trainer.mixed_precision=fp16"], {}, "trainer.mixed_precision=fp16 needs a GPU"),
+    "an unknown LR schedule": (["trainer.lr_scheduler=cosin"], {}, "trainer.lr_scheduler must be one of"),
     "channels vs the data": (["model.config.in_channels=4", "model.config.out_channels=4"], {},
                              "model.config: model=tiny reads 4 channels but data=renders gives RGB pixels"),
     "a non-finite objective value": (["objective.beta=inf"], {}, "objective.beta must be > 0 and finite, got inf"),

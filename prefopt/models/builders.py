@@ -199,6 +199,10 @@ def check_fits(model, data) -> None:
     if data.num_frames is not None and not video:
         raise ConfigError(f"data.num_frames={data.num_frames}: model={model.name} ({name}) is an image model; "
                           "set data.num_frames=null or choose a video model")
+    if data.num_frames is None and video and fam is None:  # a family's encoder reads the clips' frames itself
+        raise ConfigError(f"data.num_frames=null: model={model.name} ({name}) is a video model and data={data.name} "
+                          "gives images; choose video data (data=synth_anim) or set data.num_frames to the clips' "
+                          "frame count")
 
 
 def input_channels(model) -> int | None:

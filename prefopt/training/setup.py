@@ -43,6 +43,7 @@ def start(cfg, run_dir: Path):
     accelerator = make_accelerator(cfg.trainer)
     accelerator.print(settings_line(cfg, accelerator.num_processes))
     check_channels(cfg)
+    check_trainer(cfg.trainer, accelerator.device.type)
     settings = run_settings(cfg)
     _hold(accelerator, run_dir, settings)
     guard_run_dir(run_dir, cfg.trainer.resume, cfg.trainer.overwrite, remove=accelerator.is_main_process)
@@ -62,6 +63,18 @@ def check_channels(cfg) -> None:
         key = f"model.path={cfg.model.path}" if cfg.model.path else "model.config"
         raise ConfigError(f"{key}: model={cfg.model.name} reads {channels} channels but data={cfg.data.name} gives "
                           "RGB pixels (3 channels); choose a model with in_channels 3, or a latent model family")
+
+
+def check_trainer(trainer, device: str) -> None:
+    """What the trainer config asks of diffusers and the device, before anything is built."""
+    from diffusers.optimization import SchedulerType
+
+    names = [kind.value for kind in SchedulerType]
+    if trainer.lr_scheduler not in names:
+        raise ConfigError(f"trainer.lr_scheduler must be one of {names}, got {trainer.lr_scheduler!r}")
+    if trainer.mixed_precision == "fp16" and device == "cpu":
+        raise ConfigError("trainer.mixed_precision=fp16 needs a GPU (this run is on the CPU); use "
+                          "trainer.mixed_precision=bf16 or no")
 
 
 def _hold(accelerator, run_dir: Path, settings: dict) -> None:
