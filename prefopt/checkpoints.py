@@ -38,7 +38,7 @@ RUN_OUTPUTS = ("metrics.jsonl", "checkpoints", "final", "eval")  # what a finish
 def guard_run_dir(run_dir: Path, resume: str, overwrite: bool, remove: bool = True) -> None:
     """Never overwrite an earlier run's outputs unless ``trainer.overwrite=true`` (then only the
     process with ``remove`` deletes them; every process raises alike)."""
-    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    found = [name for name in RUN_OUTPUTS if holds_output(run_dir / name)]
     if not found or (resume == "auto" and checkpoint_dirs(run_dir)) or resume not in ("none", "auto"):
         return
     if not overwrite:
@@ -130,6 +130,11 @@ def saved_settings(candidates: list[Path]) -> dict | None:
         if isinstance(state, dict) and isinstance(state.get("config"), dict):
             return state["config"]
     return None
+
+
+def holds_output(path: Path) -> bool:
+    """An output of a run; an empty file (metrics.jsonl of a start that failed before logging) is none."""
+    return path.is_dir() or (path.is_file() and path.stat().st_size > 0)
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:

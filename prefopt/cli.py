@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prefopt.config import Config
-from prefopt.errors import ConfigError, storage_message
+from prefopt.errors import ConfigError, first_line, storage_message
 from prefopt.paths import CONF_DIR, check_writable
 
 MAX_CHECKED_JOBS = 256
@@ -83,17 +83,28 @@ def fail(message: str, kind: str = "error") -> None:
     sys.exit(USER_ERROR_EXIT)
 
 
+def logger_refusal(error: BaseException) -> str | None:
+    """One line when wandb (if this process loaded it) refused to start a run: no API key for
+    ``logger.mode=online``, a key it rejects."""
+    wandb = sys.modules.get("wandb")
+    errors = getattr(wandb, "errors", None)
+    if errors is None or not isinstance(error, errors.UsageError | errors.AuthenticationError):
+        return None
+    return (f"logger: wandb refused to start ({first_line(error)}); run `wandb login` or set WANDB_API_KEY, or log "
+            "offline (logger.mode=offline, the default) or not at all (logger=none)")
+
+
 @contextmanager
 def one_line_errors(where: str | None = None):
-    """A ConfigError, or a write the filesystem refused for a reason the user can fix (a full disk, a
-    folder that cannot be written: its path, else ``where``), ends the command in one line and exit
-    status 2; any other error keeps its traceback."""
+    """A ConfigError, a write the filesystem refused for a reason the user can fix (a full disk, a
+    folder that cannot be written: its path, else ``where``), or the logger's refusal to start ends
+    the command in one line and exit status 2; any other error keeps its traceback."""
     try:
         yield
     except ConfigError as error:
         fail(str(error))
-    except OSError as error:
-        message = storage_message(error, where)
+    except Exception as error:  # noqa: BLE001 - only the user's are caught, the rest re-raised
+        message = storage_message(error, where) or logger_refusal(error)
         if message is None:
             raise
         fail(message)

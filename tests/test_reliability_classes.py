@@ -19,7 +19,7 @@ from PIL import Image
 from test_reliability import FAST, _config, _metrics, _snapshot
 
 import prefopt.training.loop as loop_module
-from prefopt.checkpoints import checkpoint_dirs, close_run, open_run, truncate_metrics
+from prefopt.checkpoints import checkpoint_dirs, close_run, holds_output, open_run, truncate_metrics
 from prefopt.cli import CONF_DIR, check_overrides, one_line_errors
 from prefopt.errors import ConfigError, StorageError, TrainingError
 from prefopt.paths import ASSETS
@@ -109,13 +109,16 @@ MISTAKES = {  # a class of mistake -> (overrides, environment, what the line nam
     "a non-finite objective value": (["objective.beta=inf"], {}, "objective.beta must be > 0 and finite, got inf"),
     "a non-finite trainer value": (["trainer.logit_mean=nan"], {}, "trainer.logit_mean must be a finite number"),
     "PREFOPT_CACHE is a file": ([], {"PREFOPT_CACHE": "{file}"}, "PREFOPT_CACHE={file}: {file} is a file, not a folder"),
+    "wandb online without a key": (["logger=wandb", "logger.mode=online"],
+                                   {"HOME": "{home}", "WANDB_API_KEY": "", "WANDB_ERROR_REPORTING": "false"},
+                                   "logger: wandb refused to start (No API key configured"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(MISTAKES))
 def test_a_mistake_is_one_line_exit_2_and_writes_nothing(tmp_path, model_cache, truncated_model, case):
     overrides, env, expected = MISTAKES[case]
-    names = {"model": truncated_model, "file": tmp_path / "a_file"}
+    names = {"model": truncated_model, "file": tmp_path / "a_file", "home": tmp_path}
     names["file"].write_text("not a folder")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -124,9 +127,10 @@ def test_a_mistake_is_one_line_exit_2_and_writes_nothing(tmp_path, model_cache, 
     result = _run("prefopt.train", *FAST, *[o.format(**names) for o in overrides], f"hydra.run.dir={run_dir}",
                   env={"PREFOPT_CACHE": str(model_cache), **{k: v.format(**names) for k, v in env.items()}})
     assert expected.format(**names) in _one_line(result)
-    assert {k: v for k, v in _snapshot(run_dir, truncated_model).items() if "/.hydra/" not in k
-            and not k.endswith(".log")} == before
-    assert not any((run_dir / name).exists() for name in RUN_OUTPUTS)
+    written = {k: v for k, v in _snapshot(run_dir, truncated_model).items()  # Hydra's own records of the job apart
+               if "/.hydra/" not in k and not k.endswith(".log") and Path(k).stat().st_size}
+    assert written == before
+    assert not any(holds_output(run_dir / name) for name in RUN_OUTPUTS)  # the next start here is not refused
 
 
 def test_a_run_dir_that_cannot_be_written_is_one_line(tmp_path, model_cache, tmpfs):

@@ -61,14 +61,15 @@ def build_scheduler(cfg, path: Path):
 
 def load_pretrained(load, path: Path, key: str = "model.path"):
     """``load()`` (a ``from_pretrained``), its failure on the folder's files one line naming ``key``
-    and the folder: a truncated or damaged weights file, a config that does not parse."""
+    and the folder: a truncated or damaged weights file, a config that does not parse or that the
+    model's class rejects."""
     from safetensors import SafetensorError
 
     try:
         return load()
     except ConfigError:
         raise
-    except (OSError, ValueError, SafetensorError) as error:
+    except (OSError, ValueError, TypeError, SafetensorError) as error:
         raise ConfigError(f"{key}: {path} does not load ({first_line(error)}); its files are damaged or incomplete: "
                           "copy or export the model folder again") from None
 
