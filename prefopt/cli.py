@@ -83,6 +83,16 @@ def fail(message: str, kind: str = "error") -> None:
     sys.exit(USER_ERROR_EXIT)
 
 
+def out_of_memory(error: BaseException) -> str | None:
+    """One line when the host ran out of memory for what the config asked (torch's CPU allocator,
+    Python's own); a GPU's is the training step's (prefopt/training/step.py)."""
+    if not (isinstance(error, MemoryError) or "can't allocate memory" in str(error)):
+        return None
+    reason = first_line(error).split("DefaultCPUAllocator: ")[-1][:160]
+    return (f"out of memory ({reason}); lower what the config asks for at once (data.image_size, "
+            "data.num_samples, trainer.batch_size, eval.num_samples) or use a machine with more memory")
+
+
 def logger_refusal(error: BaseException) -> str | None:
     """One line when wandb (if this process loaded it) refused to start a run: no API key for
     ``logger.mode=online``, a key it rejects."""
@@ -104,7 +114,7 @@ def one_line_errors(where: str | None = None):
     except ConfigError as error:
         fail(str(error))
     except Exception as error:  # noqa: BLE001 - only the user's are caught, the rest re-raised
-        message = storage_message(error, where) or logger_refusal(error)
+        message = storage_message(error, where) or out_of_memory(error) or logger_refusal(error)
         if message is None:
             raise
         fail(message)

@@ -41,6 +41,16 @@ def _positive(key: str, value) -> None:
         raise ConfigError(f"{key} must be > 0, got {value}")
 
 
+MAX_SEED = 2**32 - 1  # numpy's seeds, which accelerate's set_seed sets too
+
+
+def _seeds(cfg) -> None:
+    for key, value in (("seed", cfg.seed), ("data.seed", cfg.data.seed), ("model.seed", cfg.model.seed),
+                       ("eval.seed", cfg.eval.seed)):
+        if not 0 <= value <= MAX_SEED:
+            raise ConfigError(f"{key} must be a whole number in [0, {MAX_SEED}], got {value}")
+
+
 def _not_negative(key: str, value) -> None:
     if not value >= 0:
         raise ConfigError(f"{key} must be >= 0, got {value}")
@@ -258,6 +268,7 @@ class Config:
             check_finite(dict(self.hand_aware), "hand_aware")
             self.hand_aware = HandAware.from_block(dict(self.hand_aware))
         check_finite(self)
+        _seeds(self)
         check_fits(self.model, self.data)
         if getattr(self.objective, "reference", "base") == "previous_stage" and self.lora.enabled:
             raise ConfigError(PREVIOUS_STAGE_NEEDS_FULL)

@@ -108,6 +108,7 @@ MISTAKES = {  # a class of mistake -> (overrides, environment, what the line nam
                              "model.config: model=tiny reads 4 channels but data=renders gives RGB pixels"),
     "a non-finite objective value": (["objective.beta=inf"], {}, "objective.beta must be > 0 and finite, got inf"),
     "a non-finite trainer value": (["trainer.logit_mean=nan"], {}, "trainer.logit_mean must be a finite number"),
+    "a seed numpy refuses": (["seed=-1"], {}, "seed must be a whole number in [0, 4294967295], got -1"),
     "PREFOPT_CACHE is a file": ([], {"PREFOPT_CACHE": "{file}"}, "PREFOPT_CACHE={file}: {file} is a file, not a folder"),
     "wandb online without a key": (["logger=wandb", "logger.mode=online"],
                                    {"HOME": "{home}", "WANDB_API_KEY": "", "WANDB_ERROR_REPORTING": "false"},
@@ -140,8 +141,9 @@ def test_a_run_dir_that_cannot_be_written_is_one_line(tmp_path, model_cache, tmp
 
 
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
-    """Only the user's errors become one line: a TypeError in a check, or an OSError that is not the
-    filesystem's refusal, is raised as it is."""
+    """Only the user's errors become one line (the filesystem's refusal, the host's memory, the
+    logger's refusal): a TypeError in a check, or an OSError or RuntimeError of another kind, is raised
+    as it is."""
     import prefopt.models.builders as builders
 
     def broken(model, data):
@@ -150,13 +152,17 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(builders, "check_fits", broken)
     with pytest.raises(Exception, match="a bug in a check"):
         check_overrides(CONF_DIR, FAST)
-    with pytest.raises(FileNotFoundError):
-        with one_line_errors():
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/internal/path")
-    with pytest.raises(SystemExit) as exit_status:
-        with one_line_errors():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x"))
-    assert exit_status.value.code == 2
+    for bug in (FileNotFoundError(errno.ENOENT, "No such file or directory", "/internal/path"),
+                RuntimeError("shapes do not match")):
+        with pytest.raises(type(bug)):
+            with one_line_errors():
+                raise bug
+    for users in (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x")), MemoryError(),
+                  RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 640000000000 bytes")):
+        with pytest.raises(SystemExit) as exit_status:
+            with one_line_errors():
+                raise users
+        assert exit_status.value.code == 2
 
 
 # ---- resume refuses a changed run; two processes on one run dir ---------------------------------------
