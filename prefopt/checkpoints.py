@@ -266,7 +266,8 @@ def unpack_round(extra: dict[str, torch.Tensor], datasets: dict) -> dict:
 
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics logged after the checkpoint a run resumes from (they will be logged again), and a
-    last line cut short by a crash or a full disk."""
+    last line cut short by a crash or a full disk. A round's pool measures (``pool/*``), logged as the
+    round starts at ``step``, came after that step's checkpoint: the resumed run logs them again."""
     if not path.is_file():
         return
     kept = []
@@ -275,6 +276,7 @@ def truncate_metrics(path: Path, step: int) -> None:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(row, dict) and row.get("step", 0) <= step:
+        if isinstance(row, dict) and (row.get("step", 0) < step or row.get("step", 0) == step
+                                      and not any(key.startswith("pool/") for key in row)):
             kept.append(line)
     write_text(path, "".join(line + "\n" for line in kept))

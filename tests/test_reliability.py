@@ -288,6 +288,8 @@ def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, model_cach
     steps = [r for r in resumed if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
     assert [r["loss"] for r in steps] == [r["loss"] for r in straight if "loss" in r]
+    pools = [(r["step"], r["pool/good_rate"]) for r in resumed if "pool/good_rate" in r]
+    assert pools == [(r["step"], r["pool/good_rate"]) for r in straight if "pool/good_rate" in r]  # once per round
     from safetensors.torch import load_file
 
     a = load_file(tmp_path / "straight" / "final" / "diffusion_pytorch_model.safetensors")
