@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import types
 import typing
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from prefopt.cli import CONF_DIR, describe, user_error, validate_job
 from prefopt.modules.hand_aware import DEFAULTS as HAND_AWARE_DEFAULTS
 from prefopt.objectives import REGISTRY
 
-CONFIGURATIONS = 550  # ~45 s on 2 CPU cores (compose is ~70 ms)
+CONFIGURATIONS = 550  # 58 s of one CPU core: Hydra composes each in ~100 ms
 GARBAGE = ["abc", "null", "[]", "{}", "''", "-1", "0", "1.5", "1e400", "nan", "inf", "-inf", "true", "[1,x]"]
 WORDS = ["no", "fp16", "bf16", "inductor", "aot_eager", "uniform", "logit_normal", "mode", "fail", "skip", "auto",
          "none", "easy", "normal", "hard", "base", "previous_stage", "pow2", "linear", "wandb", "offline", "online",
@@ -145,8 +146,15 @@ def test_no_configuration_gives_a_traceback(tmp_path, monkeypatch, record_proper
         else:
             outcomes["started"] += 1
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        starts_or_names_a_key()
+    def draw_them_all():
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            starts_or_names_a_key()
+
+    # in a thread of its own: CPython 3.11 maps and unmaps a 16 KiB chunk of frames each time a deep
+    # recursion (compose's deepcopy) crosses a chunk's end, which pytest's deeper stack makes happen
+    # millions of times (20 s of system time); a fresh thread's stack does not
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(draw_them_all).result()
     tried = outcomes["started"] + outcomes["refused"]
     record_property("configurations", tried)
     print(f"\n{tried} configurations: {outcomes['started']} start, {outcomes['refused']} refused in one line "
