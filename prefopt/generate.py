@@ -121,15 +121,17 @@ def load_pipeline(cfg, fam, device):
     import diffusers
     import torch
 
+    from prefopt.models.builders import load_pretrained
     from prefopt.models.families import pipeline_class
 
     cls = pipeline_class(Path(cfg.model.path)) if cfg.pipeline is None else getattr(diffusers, cfg.pipeline, None)
     if cls is None:
         raise ConfigError(f"pipeline: diffusers has no pipeline class {cfg.pipeline!r}")
-    dtype = getattr(torch, cfg.dtype)
-    pipe = cls.from_pretrained(str(Path(cfg.model.path).expanduser()), torch_dtype=dtype, **dict(fam.load_kwargs))
+    dtype, path = getattr(torch, cfg.dtype), Path(cfg.model.path).expanduser()
+    pipe = load_pretrained(lambda: cls.from_pretrained(str(path), torch_dtype=dtype, **dict(fam.load_kwargs)), path)
     if cfg.adapter:
-        pipe.load_lora_weights(str(Path(cfg.adapter).expanduser()))
+        adapter = Path(cfg.adapter).expanduser()
+        load_pretrained(lambda: pipe.load_lora_weights(str(adapter)), adapter, "adapter")
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
