@@ -17,13 +17,13 @@ class Tracker:
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
         if logger_cfg.backend == "wandb":
             import wandb
 
             self.run = wandb.init(project=logger_cfg.project, group=logger_cfg.group, job_type=job_type,
                                   tags=[*logger_cfg.tags, *(tags or [])], mode=logger_cfg.mode, dir=str(run_dir),
                                   config=config, reinit="create_new")
+        self.file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # after wandb: a refused start leaves nothing
 
     def log(self, metrics: dict, step: int) -> None:
         if not self.enabled or not metrics:

@@ -49,9 +49,10 @@ class FamilyEncoder:
     @property
     def pipe(self):
         if self._pipe is None:
+            from prefopt.models.builders import load_pretrained
             from prefopt.models.families import load_encoders
 
-            self._pipe = load_encoders(self.fam, self.path, self.dtype).to(self.device)
+            self._pipe = load_pretrained(lambda: load_encoders(self.fam, self.path, self.dtype), self.path).to(self.device)
         return self._pipe
 
     @torch.no_grad()

@@ -103,7 +103,9 @@ def pairwise_distance(features: torch.Tensor) -> float:
 def coverage(reference: torch.Tensor, samples: torch.Tensor, k: int = 5) -> float:
     """Share of reference points (N, d) with a sample (M, d) within the distance to their k-th
     nearest other reference point (Naeem et al. 2020, coverage)."""
-    reference, samples = reference.double(), samples.double()
+    if len(reference) < 2:
+        return float("nan")
+    reference, samples, k = reference.double(), samples.double(), min(k, len(reference) - 1)  # a small eval set
     radius = torch.cdist(reference, reference).kthvalue(k + 1, dim=1).values  # the first is the point itself
     nearest = torch.cdist(reference, samples).min(dim=1).values
     return float((nearest <= radius).double().mean())

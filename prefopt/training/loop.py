@@ -12,7 +12,7 @@ import signal
 from functools import partial
 from pathlib import Path
 
-from prefopt.checkpoints import SignalFlag
+from prefopt.checkpoints import SignalFlag, close_run
 from prefopt.config import Config
 from prefopt.data.sampler import loader
 from prefopt.errors import ConfigError, Preempted, TrainingError
@@ -40,6 +40,7 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
     try:
         return _train(cfg, run_dir, config_dict or {})
     finally:
+        close_run(run_dir)  # the run dir's lock
         release_state()
 
 
