@@ -25,6 +25,13 @@ import torch
 from prefopt.errors import ConfigError
 
 
+def _on(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """``pixels`` on the VAE's device and dtype, read from its first weight (diffusers' ``device`` and
+    ``dtype`` properties walk every module: a tenth of the encoding time of a small VAE)."""
+    weight = next(vae.parameters())
+    return pixels.to(weight.device, weight.dtype)
+
+
 def _vae_latents(pipe, pixels: torch.Tensor) -> torch.Tensor:
     """An image VAE (SD, SDXL, AnimateDiff): videos frame by frame; ``(z - shift) * scale``."""
     vae = pipe.vae
@@ -32,7 +39,7 @@ def _vae_latents(pipe, pixels: torch.Tensor) -> torch.Tensor:
     if video:
         batch, frames = pixels.shape[0], pixels.shape[2]
         pixels = pixels.transpose(1, 2).flatten(0, 1)
-    latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+    latents = vae.encode(_on(vae, pixels)).latent_dist.mode()
     latents = (latents - (getattr(vae.config, "shift_factor", None) or 0.0)) * vae.config.scaling_factor
     return latents.unflatten(0, (batch, frames)).transpose(1, 2) if video else latents
 
@@ -40,7 +47,7 @@ def _vae_latents(pipe, pixels: torch.Tensor) -> torch.Tensor:
 def _wan_latents(pipe, pixels: torch.Tensor) -> torch.Tensor:
     """Wan's causal video VAE, normalized per channel by the VAE's ``latents_mean``/``latents_std``."""
     vae = pipe.vae
-    latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+    latents = vae.encode(_on(vae, pixels)).latent_dist.mode()
     mean = torch.tensor(vae.config.latents_mean, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1, 1)
     return (latents - mean) / std
