@@ -9,13 +9,13 @@ with it before any model code loads.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from prefopt.config_checks import _not_negative, _one_of, _positive, _seeds, check_finite
 from prefopt.core.noise import TIMESTEP_SAMPLING
 from prefopt.core.reference import PREVIOUS_STAGE_NEEDS_FULL
 from prefopt.errors import ConfigError
@@ -29,49 +29,6 @@ COMPILE_BACKENDS = ("no", "inductor", "aot_eager", "eager", "cudagraphs")  # acc
 LOGGER_BACKENDS = ("wandb", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 MAX_MODE_SCALE = 1.75  # ~ 1 / (pi/2 - 1): SD3's mode map u -> 1 - u - s (cos^2(pi u / 2) - 1 + u) stays monotonic
-
-
-def _one_of(key: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
-
-
-def _positive(key: str, value) -> None:
-    if not value > 0:
-        raise ConfigError(f"{key} must be > 0, got {value}")
-
-
-MAX_SEED = 2**32 - 1  # numpy's seeds, which accelerate's set_seed sets too
-
-
-def _seeds(cfg) -> None:
-    for key, value in (("seed", cfg.seed), ("data.seed", cfg.data.seed), ("model.seed", cfg.model.seed),
-                       ("eval.seed", cfg.eval.seed)):
-        if not 0 <= value <= MAX_SEED:
-            raise ConfigError(f"{key} must be a whole number in [0, {MAX_SEED}], got {value}")
-
-
-def _not_negative(key: str, value) -> None:
-    if not value >= 0:
-        raise ConfigError(f"{key} must be >= 0, got {value}")
-
-
-def check_finite(value, key: str = "") -> None:
-    """Every number of a config (dataclasses, their dicts and lists, an objective) is finite, else
-    one line naming the first key that is not: inf or nan never trains anything."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{key} must be a finite number, got {value}")
-    if is_dataclass(value):
-        names = {"weight": "lambda"} if isinstance(value, HandAware) else {}  # hand_aware.lambda is its weight
-        items = [(names.get(f.name, f.name), getattr(value, f.name)) for f in fields(value)]
-    elif isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list | tuple):
-        items = [(f"{index}", item) for index, item in enumerate(value)]
-    else:
-        return
-    for name, item in items:
-        check_finite(item, f"{key}.{name}" if key else str(name))
 
 
 @dataclass
