@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -51,42 +50,26 @@ def guard_run_dir(run_dir: Path, resume: str, overwrite: bool, remove: bool = Tr
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-@dataclass
-class OpenRun:
-    """A run this process has open in a run dir: its settings (saved in each checkpoint) and, on the
-    main process, the run dir's lock (an ``flock`` on the folder, held until the run ends or the
-    process exits)."""
-
-    settings: dict
-    descriptor: int | None = None
+_LOCKS: dict[Path, int | None] = {}  # run dir -> the descriptor holding its flock (main process), else None
 
 
-_OPEN_RUNS: dict[Path, OpenRun] = {}
-
-
-def open_run(run_dir: Path, settings: dict, lock: bool) -> None:
-    """Hold ``run_dir`` for a run of ``settings``; with ``lock`` (the main process) a second process on
-    the same run dir is refused in one line. A run of this process that ended without :func:`close_run`
-    (it raised) still holds the lock, which passes to this one."""
+def open_run(run_dir: Path, lock: bool) -> None:
+    """Hold ``run_dir`` for a run; with ``lock`` (the main process) an ``flock`` on the folder, held
+    until :func:`close_run`, so that a second process on the same run dir is refused in one line. A
+    run of this process that ended without :func:`close_run` (it raised) still holds the lock, which
+    passes to this one."""
     key = run_dir.resolve()
-    held = _OPEN_RUNS.get(key)
-    descriptor = held.descriptor if held else None
-    if lock and descriptor is None:
-        descriptor = _lock(run_dir)
-    _OPEN_RUNS[key] = OpenRun(settings, descriptor)
-
-
-def open_settings(run_dir: Path) -> dict | None:
-    """The settings of the run this process has open in ``run_dir``, if any."""
-    held = _OPEN_RUNS.get(run_dir.resolve())
-    return held.settings if held else None
+    if lock and _LOCKS.get(key) is None:
+        _LOCKS[key] = _lock(run_dir)
+    else:
+        _LOCKS.setdefault(key, None)
 
 
 def close_run(run_dir: Path) -> None:
     """The run in ``run_dir`` ended: release its lock."""
-    held = _OPEN_RUNS.pop(run_dir.resolve(), None)
-    if held is not None and held.descriptor is not None:
-        os.close(held.descriptor)  # closing the folder's descriptor releases its flock
+    descriptor = _LOCKS.pop(run_dir.resolve(), None)
+    if descriptor is not None:
+        os.close(descriptor)  # closing the folder's descriptor releases its flock
 
 
 def _lock(run_dir: Path) -> int:

@@ -194,7 +194,7 @@ def test_a_second_process_on_a_run_dir_refuses(tmp_path, model_cache):
     run_dir = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
                                "from prefopt.checkpoints import open_run; "
-                               f"open_run(Path({str(run_dir)!r}), {{}}, lock=True); print('held', flush=True); "
+                               f"open_run(Path({str(run_dir)!r}), lock=True); print('held', flush=True); "
                                "time.sleep(120)"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -223,8 +223,8 @@ def _in_use_elsewhere(run_dir: Path) -> bool:
 
 def test_a_lock_is_held_until_the_run_closes_and_passes_between_runs_of_a_process(tmp_path):
     run_dir = tmp_path / "run"
-    open_run(run_dir, {"a": 1}, lock=True)
-    open_run(run_dir, {"a": 2}, lock=True)  # this process's next run (the last one raised): the lock passes
+    open_run(run_dir, lock=True)
+    open_run(run_dir, lock=True)  # this process's next run (the last one raised): the lock passes
     assert _in_use_elsewhere(run_dir)
     close_run(run_dir)
     assert not _in_use_elsewhere(run_dir)

@@ -47,13 +47,13 @@ def train(cfg: Config, run_dir: Path, config_dict: dict | None = None) -> dict:
 def _train(cfg: Config, run_dir: Path, config_dict: dict) -> dict:
     from tqdm.auto import tqdm
 
-    accelerator, trainer = start(cfg, run_dir), cfg.trainer
+    (accelerator, settings), trainer = start(cfg, run_dir), cfg.trainer
     segments = plan(cfg.objective, trainer.max_steps, trainer.rounds)
     bundle = build_model(cfg.model)
     rounds = Rounds(cfg, accelerator, bundle, segments, WEIGHT_DTYPES[trainer.mixed_precision])
     datasets = rounds.build(0, bundle)  # before LoRA: round 0 samples the base model
     run = prepare(cfg, accelerator, bundle)
-    state, datasets = TrainState.resume(accelerator, run_dir, trainer.resume, datasets, run.reference)
+    state, datasets = TrainState.resume(accelerator, run_dir, trainer.resume, datasets, run.reference, settings)
     first, current = resume_point(segments, state.step)
     first_step, logged = state.step, {}
     tracker = _tracker(cfg, run_dir, config_dict, accelerator.is_main_process)

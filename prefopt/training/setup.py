@@ -35,9 +35,10 @@ def settings_line(cfg, processes: int) -> str:
 
 
 def start(cfg, run_dir: Path):
-    """The Accelerator, with the run's seed set and the settings line printed, once the run may start:
-    the model reads the data's channels, no other process runs in ``run_dir`` (its lock, held until
-    the run ends), no earlier run is overwritten, a resumed run has the settings it was started with."""
+    """(the Accelerator, the run's settings as saved in its checkpoints), with the run's seed set and
+    the settings line printed, once the run may start: the model reads the data's channels, no other
+    process runs in ``run_dir`` (its lock, held until the run ends), no earlier run is overwritten, a
+    resumed run has the settings it was started with."""
     from accelerate.utils import set_seed
 
     accelerator = make_accelerator(cfg.trainer)
@@ -45,12 +46,12 @@ def start(cfg, run_dir: Path):
     check_channels(cfg)
     check_trainer(cfg.trainer, accelerator.device.type)
     settings = run_settings(cfg)
-    _hold(accelerator, run_dir, settings)
+    _hold(accelerator, run_dir)
     guard_run_dir(run_dir, cfg.trainer.resume, cfg.trainer.overwrite, remove=accelerator.is_main_process)
     check_resume(settings, run_dir, cfg.trainer.resume)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
-    return accelerator
+    return accelerator, settings
 
 
 def check_channels(cfg) -> None:
@@ -77,11 +78,11 @@ def check_trainer(trainer, device: str) -> None:
                           "trainer.mixed_precision=bf16 or no")
 
 
-def _hold(accelerator, run_dir: Path, settings: dict) -> None:
+def _hold(accelerator, run_dir: Path) -> None:
     """The main process takes the run dir's lock; every process learns whether it got it."""
     refused = None
     try:
-        open_run(run_dir, settings, lock=accelerator.is_main_process)
+        open_run(run_dir, lock=accelerator.is_main_process)
     except ConfigError as error:
         refused = str(error)
     if accelerator.num_processes > 1:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from prefopt.checkpoints import (
     REFERENCE_PREFIX,
     checkpoint_dirs,
     load_latest,
-    open_settings,
     pack_round,
     save_checkpoint,
     saved_settings,
@@ -88,28 +87,28 @@ class TrainState:
     skipped_in_a_row: int = 0
     reference_moved: bool = False
     last_checkpoint: Path | None = None
+    settings: dict = field(default_factory=dict)  # the run's composed config, saved in every checkpoint
 
     def save(self, accelerator, run_dir: Path, keep: int, datasets: dict, round_index: int, reference) -> Path:
         """A checkpoint at this step; round 0's data is rebuilt on resume, later rounds' is saved."""
         extra = pack_round(datasets) if round_index > 0 else {}
         if self.reference_moved:
             extra.update({f"{REFERENCE_PREFIX}{k}": v for k, v in reference.frozen.state_dict().items()})
-        saved = {"step": self.step, "skipped": self.skipped}
-        settings = open_settings(run_dir)
-        if settings is not None:
-            saved["config"] = settings
+        saved = {"step": self.step, "skipped": self.skipped, "config": self.settings}
         self.last_checkpoint = save_checkpoint(accelerator, run_dir, self.step, saved, extra, keep)
         return self.last_checkpoint
 
     @classmethod
-    def resume(cls, accelerator, run_dir: Path, resume: str, datasets: dict, reference) -> tuple[TrainState, dict]:
+    def resume(cls, accelerator, run_dir: Path, resume: str, datasets: dict, reference,
+               settings: dict) -> tuple[TrainState, dict]:
         """The state of the newest checkpoint that loads (accelerate's part loaded into the prepared
-        objects) and the datasets it was training on; a fresh state when there is none."""
+        objects) and the datasets it was training on; a fresh state when there is none. ``settings``:
+        the run's (checked against the checkpoint's by :func:`check_resume` at start-up)."""
         restored = load_latest(accelerator, run_dir, resume) if resume != "none" else None
         if restored is None:
-            return cls(), datasets
+            return cls(settings=settings), datasets
         saved, extra, path = restored
-        state = cls(step=saved["step"], skipped=saved["skipped"], last_checkpoint=path)
+        state = cls(step=saved["step"], skipped=saved["skipped"], last_checkpoint=path, settings=settings)
         moved = {k[len(REFERENCE_PREFIX):]: v for k, v in extra.items() if k.startswith(REFERENCE_PREFIX)}
         if moved:  # HG-DPO's previous-stage reference, as it was at the checkpoint
             reference.frozen.load_state_dict(moved)
