@@ -28,11 +28,16 @@ def read_frames(path: Path) -> list[np.ndarray]:
         if not frames:
             raise ValueError("not a readable video")
         return frames
+    return [read_image(path)]
+
+
+def read_image(source) -> np.ndarray:
+    """An image file (a path, or a file object such as ``io.BytesIO(bytes)``) as RGB (H, W, 3) uint8."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.load()
-            return [np.asarray(image.convert("RGB"))]
+            return np.asarray(image.convert("RGB"))
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
         raise ValueError(f"not a readable image ({type(error).__name__})") from None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from prefopt.data.media import VIDEO_SUFFIXES, is_video, read_frames
+from prefopt.data.media import VIDEO_SUFFIXES, is_video, read_frames, read_image
 
 
 class Tie(Exception):
@@ -97,15 +97,7 @@ def _frames(media) -> tuple[list, bool]:
     """(RGB frames, is a video) of a path or of image bytes."""
     if isinstance(media, Path):
         return read_frames(media), is_video(media)
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(media)) as image:
-            image.load()
-            return [np.asarray(image.convert("RGB"))], False
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise ValueError(f"not a readable image ({type(error).__name__})") from None
+    return [read_image(io.BytesIO(media))], False
 
 
 def decode(media, size: int, num_frames: int | None, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
