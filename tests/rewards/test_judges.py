@@ -183,6 +183,13 @@ def test_an_unset_path_is_one_line(path):
     assert _one_line_on_reward_path(path).startswith("reward.path: not set (Aesthetic needs a local folder of ")
 
 
+def test_a_bad_device_or_batch_size_is_one_line(clip_folder):
+    with pytest.raises(ConfigError, match=r"^reward.device: 'gpu0' is not a torch device"):
+        CLIPScore(clip_folder, device="gpu0")
+    with pytest.raises(ConfigError, match=r"^reward.batch_size: must be >= 1, got 0$"):
+        CLIPScore(clip_folder, batch_size=0)
+
+
 @pytest.mark.parametrize("case", ["nowhere", "no:preprocessor_config.json", "no:model.safetensors",
                                   "no:aesthetic_mlp.safetensors", "bad:model.safetensors",
                                   "bad:aesthetic_mlp.safetensors"])

@@ -52,7 +52,10 @@ class Judge:
         if batch_size < 1:
             raise ConfigError(f"reward.batch_size: must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        try:
+            self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        except RuntimeError:
+            raise ConfigError(f"reward.device: {device!r} is not a torch device (auto, cpu, cuda, cuda:1, ...)") from None
         try:
             self.load(self.path)
         except Exception as error:  # noqa: BLE001 - a corrupt or mismatched file of any kind, named in one line
