@@ -37,10 +37,10 @@ class Claim:
 
 CLAIMS = (
     Claim("IPA reaches DPO's gain without pairs", "ipa_dpo", "ipa", "dpo", reaches=True),
-    Claim("Hand-aware local optimization helps the hands (IPA)", "hand_aware", "ipa hand_aware.enabled=true",
-          "ipa hand_aware.enabled=false"),
-    Claim("Hand-aware local optimization helps the hands (DPO)", "hand_aware", "dpo hand_aware.enabled=true",
-          "dpo hand_aware.enabled=false"),
+    Claim("Hand-aware local optimization helps the hands (IPA)", "hand_aware", "ipa hand_aware.enabled=True",
+          "ipa hand_aware.enabled=False"),
+    Claim("Hand-aware local optimization helps the hands (DPO)", "hand_aware", "dpo hand_aware.enabled=True",
+          "dpo hand_aware.enabled=False"),
     Claim("HG-DPO's curriculum beats one-stage real-winner DPO (hard stage only)", "hgdpo_curriculum",
           "hgdpo objective.stage_fractions=[1,1,1]", "hgdpo objective.stage_fractions=[0,0,1]", ("good_rate", "fd")),
     Claim("HG-DPO's curriculum beats the easy stage only", "hgdpo_curriculum", "hgdpo objective.stage_fractions=[1,1,1]",
@@ -83,8 +83,9 @@ def verdict(found: dict[str, dict[int, dict]], claim: Claim) -> tuple[str, str]:
         bound = -MARGIN if claim.reaches and measure == "good_rate" else 0.0
         held.append(low > bound)
         scale = 100 if measure != "fd" else 1
-        why.append(f"{NAMES[measure]} {scale * mean:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}] "
-                   + ("holds" if held[-1] else f"interval not above {scale * bound:+.0f}"))
+        state = ("holds" if held[-1] else f"contradicted: interval below {scale * bound:+.0f}" if high < bound
+                 else f"inconclusive: interval spans {scale * bound:+.0f}")
+        why.append(f"{NAMES[measure]} {scale * mean:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}] {state}")
     name = "reproduced" if all(held) else "not reproduced" if not any(held) else "mixed"
     return name, "; ".join(why)
 
