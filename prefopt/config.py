@@ -37,7 +37,7 @@ class ModelConfig:
     folder), or, when ``path`` is null, built from ``config`` with ``seed`` into ``cache_dir``."""
 
     name: str = "tiny"
-    family: str | None = None  # sd15 | sdxl | animatediff | wan: ``path`` is a pipeline folder (prefopt/models/families.py)
+    family: str | None = None  # sd15 | sdxl | sd3 | flux | animatediff | wan | wan_i2v | cogvideox: ``path`` is a pipeline folder (prefopt/models/families.py)
     path: str | None = None
     subfolder: str = ""  # the denoiser's folder in ``path`` ("": the family's unet/transformer, or ``path`` itself)
     denoiser_class: str = "UNet2DModel"
@@ -48,6 +48,7 @@ class ModelConfig:
     seed: int = 0
     cache_dir: str = "${prefopt.cache:models}"  # $PREFOPT_CACHE/models (prefopt/paths.py)
     gradient_checkpointing: bool = False
+    guidance: float | None = None  # a guidance-distilled denoiser's guidance embedding in training (FLUX.1-dev: 3.5)
 
     def __post_init__(self):
         from prefopt.models.families import FAMILIES

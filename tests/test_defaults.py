@@ -11,7 +11,9 @@ from prefopt.errors import ConfigError
 PAPER_BETA = {"dpo": 5000.0, "gapo": 5000.0, "hgdpo": 5000.0, "ipa": 600.0}  # SPEC-methods.md
 REAL = {"sd15": ["data.image_size=512"], "sdxl": ["data.image_size=1024"],
         "animatediff": ["data.num_frames=16", "data.image_size=256"],
-        "wan": ["data.num_frames=33", "data.image_size=480"]}
+        "wan": ["data.num_frames=33", "data.image_size=480"], "sd3": ["data.image_size=1024"],
+        "flux": ["data.image_size=1024"], "cogvideox": ["data.num_frames=49", "data.image_size=480"],
+        "wan_i2v": ["data.num_frames=81", "data.image_size=480"]}
 
 
 @pytest.mark.parametrize("family", sorted(REAL))

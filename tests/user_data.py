@@ -20,6 +20,20 @@ def decoded(path: Path, size: int) -> torch.Tensor:
     return torch.from_numpy(array.transpose(2, 0, 1).copy()).float() / 127.5 - 1
 
 
+def decoded_clip(path: Path, size: int, frames: int) -> torch.Tensor:
+    """The training tensor of a clip, written out here: its first ``frames`` frames, each area-resized
+    RGB in [-1, 1], (3, T, H, W)."""
+    import cv2
+
+    capture, read = cv2.VideoCapture(str(path)), []
+    while len(read) < frames:
+        ok, frame = capture.read()
+        assert ok, f"{path} has fewer than {frames} frames"
+        read.append(cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA))
+    capture.release()
+    return torch.from_numpy(np.stack(read).transpose(3, 0, 1, 2).copy()).float() / 127.5 - 1
+
+
 def in_memory(cfg, paired, stage=None, model=None):
     from prefopt.data import PreferenceDataset
 

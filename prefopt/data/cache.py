@@ -35,6 +35,7 @@ from prefopt.io import save_tensors, write_json
 
 PROMPT_CHUNK = 256
 OPEN_FILES = 64
+COND = "cond."  # a unit's per-row condition tensors (image-to-video), beside the per-prompt ones
 PIECE_ROWS = 16  # decoded rows held at once per worker: 16 x 2 x 3 x 1024^2 floats is 400 MiB at SDXL's size
 VERSION = "v3"
 
@@ -265,6 +266,8 @@ class _Writer:
                 tensors[key] = self.encoder.latents(pixels)
                 if self.masker is not None:
                     tensors[f"mask_{key[0]}"] = self.masker(pixels, tuple(tensors[key].shape[1:]))
+                if key == "winner" and self.encoder.has_image_cond:  # I2V: the pair's reference image
+                    tensors.update({f"{COND}{k}": v for k, v in self.encoder.image_cond(pixels).items()})
         if all(e.get("reward_w") is not None for e in examples):
             for key in ("reward_w", "reward_l"):
                 tensors[key] = torch.tensor([e[key] for e in examples], dtype=torch.float32)
@@ -364,7 +367,9 @@ class CachedPairs(Dataset):
         if self.index["cond"]:
             chunk, row = divmod(int(handle.get_slice("prompt_id")[offset]), self.index["prompt_chunk"])
             prompts = self._handle(f"prompts-{chunk:06d}.safetensors")
-            item["cond"] = unflatten({key: prompts.get_slice(key)[row] for key in prompts.keys()})
+            flat = {key: prompts.get_slice(key)[row] for key in prompts.keys()}
+            flat.update({key[len(COND):]: item.pop(key) for key in list(item) if key.startswith(COND)})
+            item["cond"] = unflatten(flat)
         return item
 
     def prompt(self, index: int) -> str:

@@ -14,11 +14,13 @@ import torch
 
 from prefopt.data.preference import flatten
 
-FROZEN_PARTS = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+FROZEN_PARTS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3",
+                "image_encoder", "image_processor")
 
 
 class PixelEncoder:
     has_cond = False
+    has_image_cond = False
     fingerprint = "pixels"
 
     def latents(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -35,6 +37,13 @@ class FamilyEncoder:
         self.fam, self.path, self.size, self.device, self.dtype = fam, Path(path), size, device, dtype
         self.batch_size, self._pipe = batch_size, None
         self.prompts_encoded = 0  # text-encoder inputs so far (a prompt shared by many rows counts once)
+
+    @property
+    def has_image_cond(self) -> bool:
+        """Image-to-video: each row carries its reference image's condition (Family.image_cond)."""
+        from prefopt.models.families import image_to_video
+
+        return image_to_video(self.fam, self.path)
 
     @property
     def fingerprint(self) -> str:
@@ -67,5 +76,14 @@ class FamilyEncoder:
             batch = texts[i:i + self.batch_size]
             self.prompts_encoded += len(batch)
             for key, value in flatten(self.fam.prompts(self.pipe, batch, (self.size, self.size))).items():
+                parts.setdefault(key, []).append(value.float().cpu())
+        return {key: torch.cat(values) for key, values in parts.items()}
+
+    @torch.no_grad()
+    def image_cond(self, clips: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The per-row condition of each clip's reference image, its first frame (flattened keys)."""
+        parts: dict[str, list[torch.Tensor]] = {}
+        for i in range(0, len(clips), self.batch_size):
+            for key, value in flatten(self.fam.image_cond(self.pipe, clips[i:i + self.batch_size])).items():
                 parts.setdefault(key, []).append(value.float().cpu())
         return {key: torch.cat(values) for key, values in parts.items()}

@@ -5,7 +5,7 @@ models, or, when ``model.path`` is null, a folder that :mod:`prefopt.models.tiny
 ``model.config`` (random init, seeded) into ``model.cache_dir``. The folder holds the denoiser in
 ``model.subfolder`` and the scheduler in ``scheduler/``.
 
-``model.family`` (sd15, sdxl, animatediff, wan; prefopt/models/families.py) marks ``model.path`` as a
+``model.family`` (prefopt/models/families.py) marks ``model.path`` as a
 diffusers pipeline folder: the denoiser is its ``unet``/``transformer``, its VAE and text encoders
 encode the data once (prefopt/data/latents.py), and a LoRA is exported in the pipeline's format.
 """
@@ -20,6 +20,7 @@ import torch
 
 from prefopt.errors import ConfigError, first_line
 from prefopt.io import atomic_directory
+from prefopt.models.calls import install
 from prefopt.models.families import FAMILIES, Family, family, pipeline_class
 from prefopt.models.lora import add_lora, export_lora, load_lora, save_lora
 from prefopt.models.tiny import materialize
@@ -92,6 +93,8 @@ def build_model(cfg) -> ModelBundle:
                                path / subfolder if subfolder else path)
     if cfg.gradient_checkpointing:
         denoiser.enable_gradient_checkpointing()
+    if fam is not None:
+        install(fam.name, denoiser, cfg.guidance)
     scheduler = load_pretrained(lambda: build_scheduler(cfg, path), path / "scheduler")
     return ModelBundle(denoiser=denoiser, scheduler=scheduler, path=path, family=fam, random_init=not cfg.path)
 
@@ -129,7 +132,8 @@ def save_weights(model, lora: bool, directory: Path, bundle: ModelBundle | None 
 
 # ---- what data fits a denoiser, read from configs before anything is built or read ----------------
 
-VIDEO_DENOISERS = ("MotionVideoModel", "UNetMotionModel", "UNet3DConditionModel", "WanTransformer3DModel")
+VIDEO_DENOISERS = ("MotionVideoModel", "UNetMotionModel", "UNet3DConditionModel", "WanTransformer3DModel",
+                   "CogVideoXTransformer3DModel")
 
 
 def _json(path: Path) -> dict | None:
@@ -164,6 +168,8 @@ def spatial_multiple(name: str, config: dict) -> int:
                                 backbone if isinstance(backbone, dict) else {})
     if name == "UNet2DModel":
         return 2 ** ((_count(config.get("block_out_channels")) or 4) - 1)  # diffusers' default: 4 blocks
+    if name == "FluxTransformer2DModel":
+        return 2  # latents are packed into 2x2 tokens
     patch = config.get("patch_size")
     patch = patch[-1] if isinstance(patch, list | tuple) and patch else patch
     return patch if isinstance(patch, int) and not isinstance(patch, bool) and patch > 0 else 1

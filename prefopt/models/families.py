@@ -1,4 +1,5 @@
-"""Model families: what differs between SD 1.5, SDXL, AnimateDiff and Wan, and nothing else.
+"""Model families: what differs between SD 1.5, SDXL, SD3, FLUX.1, AnimateDiff, Wan (text- and
+image-to-video) and CogVideoX (text- and image-to-video), and nothing else.
 
 A family names its denoiser component (``unet`` or ``transformer``: the pipeline folder's
 subfolder and the prefix of its LoRA keys), whether it is a video model, and how its frozen parts
@@ -7,6 +8,12 @@ turn data into what the denoiser reads, once, before training (prefopt/data/enco
     latents(pipe, pixels)    pixels in [-1, 1], (B, 3, H, W) or (B, 3, T, H, W) -> scaled VAE latents
     prompts(pipe, texts, hw) -> the denoiser's condition kwargs, per sample
     frame_cond(cond, T)      -> a batch's condition as the denoiser's forward reads it
+    image_cond(pipe, clips)  -> image-to-video: the per-row condition made from the reference image,
+                                the first frame of the row's winner (as diffusers' CogVideoX I2V
+                                training script takes it); winner and loser share it
+
+How a denoiser whose own call differs (FLUX's packed tokens, CogVideoX's frames-first layout, the
+I2V channel concatenation) is called: prefopt/models/calls.py.
 
 Both go through the diffusers pipeline's own ``encode_prompt`` and VAE with the pipeline's own
 scaling, so a cached latent is what the pipeline's sampler would decode. The VAE latent is the
@@ -53,6 +60,35 @@ def _wan_latents(pipe, pixels: torch.Tensor) -> torch.Tensor:
     return (latents - mean) / std
 
 
+def _cogvideox_latents(pipe, pixels: torch.Tensor) -> torch.Tensor:
+    """CogVideoX's causal video VAE times its ``scaling_factor`` (as its training scripts encode)."""
+    vae = pipe.vae
+    return vae.encode(_on(vae, pixels)).latent_dist.mode() * vae.config.scaling_factor
+
+
+def _cogvideox_image(pipe, clips: torch.Tensor) -> dict:
+    """The reference image's latents (B, C, 1, h, w), scaled as the I2V pipeline scales them
+    (CogVideoX 1.5 folders set ``invert_scale_latents``: divided by the factor)."""
+    vae = pipe.vae
+    latents = vae.encode(_on(vae, clips[:, :, :1])).latent_dist.mode()
+    scale = vae.config.scaling_factor
+    return {"image_latents": latents / scale if vae.config.get("invert_scale_latents") else latents * scale}
+
+
+def _wan_image(pipe, clips: torch.Tensor) -> dict:
+    """Wan I2V: the pipeline's own ``prepare_latents`` condition (frame mask and the latents of the
+    first frame followed by black frames, 4 + C channels) and ``encode_image``'s CLIP embedding."""
+    first = _on(pipe.vae, clips[:, :, 0])
+    frames, (height, width) = clips.shape[2], first.shape[-2:]
+    condition = [pipe.prepare_latents(image[None], 1, pipe.vae.config.z_dim, height, width, frames, first.dtype,
+                                      first.device)[1] for image in first]  # one image per call, as the pipeline calls it
+    cond = {"condition": torch.cat(condition)}
+    if pipe.image_encoder is not None:  # Wan 2.1 I2V; Wan 2.2's has none
+        images = [((frame.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy() for frame in first]
+        cond["encoder_hidden_states_image"] = pipe.encode_image(images, first.device)
+    return cond
+
+
 def _clip_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
     embeds = pipe.encode_prompt(texts, pipe.device, 1, False)[0]
     return {"encoder_hidden_states": embeds}
@@ -65,6 +101,26 @@ def _sdxl_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
     time_ids = torch.tensor([[*size, 0, 0, *size]], dtype=embeds.dtype, device=embeds.device)  # as its pipeline builds them
     return {"encoder_hidden_states": embeds,
             "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids.repeat(len(texts), 1)}}
+
+
+def _sd3_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
+    """SD3's two CLIP encoders and T5: their joint sequence and the pooled CLIP embeddings."""
+    embeds, _, pooled, _ = pipe.encode_prompt(texts, texts, texts, device=pipe.device, num_images_per_prompt=1,
+                                              do_classifier_free_guidance=False, max_sequence_length=256)
+    return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+
+
+def _flux_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
+    """FLUX's T5 sequence and pooled CLIP embedding (its text ids are zeros, made at the call)."""
+    embeds, pooled, _ = pipe.encode_prompt(texts, texts, device=pipe.device, num_images_per_prompt=1,
+                                           max_sequence_length=512)
+    return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+
+
+def _cogvideox_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
+    embeds = pipe.encode_prompt(texts, do_classifier_free_guidance=False, max_sequence_length=226,
+                                device=pipe.device)[0]
+    return {"encoder_hidden_states": embeds}
 
 
 def _wan_prompts(pipe, texts: list[str], size: tuple[int, int]) -> dict:
@@ -86,8 +142,11 @@ def _any_frames(frames: int) -> str | None:
     return None
 
 
-def _causal_frames(frames: int) -> str | None:
-    return None if frames % 4 == 1 else f"Wan's causal VAE needs 4k+1 frames, got {frames}"
+def _causal(name: str) -> Callable[[int], str | None]:
+    def frames(count: int) -> str | None:
+        return None if count % 4 == 1 else f"{name}'s causal VAE needs 4k+1 frames, got {count}"
+
+    return frames
 
 
 @dataclass(frozen=True)
@@ -100,6 +159,7 @@ class Family:
     frames: Callable[[int], str | None] = _any_frames  # a frame count's problem, or None
     load_kwargs: tuple = ()  # extra from_pretrained kwargs for the pipeline
     frame_cond: Callable[[dict, int], dict] = _as_is  # a batch's cond (B, ...) as the denoiser reads it
+    image_cond: Callable | None = None  # image-to-video: (pipe, clips) -> per-row cond of the reference image
 
     def denoiser_cond(self, cond: dict | None, x0: torch.Tensor) -> dict | None:
         """The condition of a batch of samples ``x0`` (B, C, [T,] H, W) as the denoiser's forward reads it."""
@@ -119,7 +179,13 @@ FAMILIES = {
     "sd15": Family("sd15", "unet", False, _vae_latents, _clip_prompts, load_kwargs=(("safety_checker", None),)),
     "sdxl": Family("sdxl", "unet", False, _vae_latents, _sdxl_prompts),
     "animatediff": Family("animatediff", "unet", True, _vae_latents, _clip_prompts, frame_cond=_per_frame),
-    "wan": Family("wan", "transformer", True, _wan_latents, _wan_prompts, frames=_causal_frames),
+    "sd3": Family("sd3", "transformer", False, _vae_latents, _sd3_prompts),
+    "flux": Family("flux", "transformer", False, _vae_latents, _flux_prompts),
+    "wan": Family("wan", "transformer", True, _wan_latents, _wan_prompts, frames=_causal("Wan")),
+    "wan_i2v": Family("wan_i2v", "transformer", True, _wan_latents, _wan_prompts, frames=_causal("Wan"),
+                      image_cond=_wan_image),
+    "cogvideox": Family("cogvideox", "transformer", True, _cogvideox_latents, _cogvideox_prompts,
+                        frames=_causal("CogVideoX"), image_cond=_cogvideox_image),
 }
 
 
@@ -143,6 +209,15 @@ def pipeline_class(path: Path):
     if cls is None:
         raise ConfigError(f"{index}: diffusers has no pipeline class {name!r}")
     return cls
+
+
+def image_to_video(fam: Family, path: Path) -> bool:
+    """Whether ``path`` holds the image-to-video pipeline of a family that has both (its class name)."""
+    if fam.image_cond is None:
+        return False
+    import diffusers
+
+    return "ImageToVideo" in diffusers.DiffusionPipeline.load_config(str(path))["_class_name"]
 
 
 def load_encoders(fam: Family, path: Path, dtype: torch.dtype = torch.float32):

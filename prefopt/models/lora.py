@@ -43,12 +43,14 @@ def half_precision_base(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.
     return model
 
 
-def lora_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter's weights in diffusers' key format."""
+def lora_state_dict(model: torch.nn.Module, diffusers_keys: bool = True) -> dict[str, torch.Tensor]:
+    """The adapter's weights in diffusers' key format (``lora.down``/``lora.up``, what UNet pipelines
+    save), or peft's (``lora_A``/``lora_B``, what diffusers' transformer LoRA scripts save)."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    return convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+    weights = get_peft_model_state_dict(model)
+    return convert_state_dict_to_diffusers(weights) if diffusers_keys else weights
 
 
 def save_lora(model: torch.nn.Module, directory: Path) -> Path:
@@ -62,12 +64,12 @@ def save_lora(model: torch.nn.Module, directory: Path) -> Path:
 
 def export_lora(model: torch.nn.Module, fam, base_path: Path, directory: Path) -> Path:
     """Save the adapter with the pipeline's own ``save_lora_weights`` (keys prefixed ``unet.`` or
-    ``transformer.``, the LoRA config, alpha included, in the file's metadata), so that
+    ``transformer.``, each in the key format its family's diffusers training script saves, the LoRA config, alpha included, in the file's metadata), so that
     ``Pipeline.from_pretrained(base_path).load_lora_weights(directory)`` applies it."""
     from prefopt.models.families import pipeline_class
 
     pipeline_class(base_path).save_lora_weights(
-        directory, **{f"{fam.denoiser}_lora_layers": lora_state_dict(model),
+        directory, **{f"{fam.denoiser}_lora_layers": lora_state_dict(model, diffusers_keys=fam.denoiser == "unet"),
                       f"{fam.denoiser}_lora_adapter_metadata": model.peft_config["default"].to_dict()})
     return Path(directory) / LORA_WEIGHTS
 

@@ -71,7 +71,9 @@ def check_fields(objective, datasets: dict) -> None:
 
 
 def check_channels(model, dataset) -> None:
-    expected = getattr(model.config, "in_channels", None)
+    from prefopt.models.calls import latent_channels
+
+    expected = latent_channels(model.config)
     channels = dataset.sample_shape[0]
     if expected is not None and expected != channels:
         raise ConfigError(f"model.config.in_channels is {expected} but the data has {channels} channels")

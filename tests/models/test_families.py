@@ -1,6 +1,7 @@
-"""Real model families through the embedded default's code path: tiny random-init SD 1.5, SDXL,
-AnimateDiff and Wan pipelines (diffusers' own classes, written with save_pretrained) trained from
-``model.path`` on files with prompts; their LoRA loads into the original pipeline."""
+"""Real model families through the embedded default's code path: tiny random-init SD 1.5, SDXL, SD3,
+FLUX, AnimateDiff, Wan (text- and image-to-video) and CogVideoX (text- and image-to-video) pipelines
+(diffusers' own classes, written with save_pretrained) trained from ``model.path`` on files with
+prompts; their LoRA loads into the original pipeline."""
 
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ from prefopt.models import tiny_pipelines
 from prefopt.training import train
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
-FAMILIES = ["sd15", "sdxl", "animatediff", "wan"]
-VIDEO = {"animatediff", "wan"}
+FAMILIES = ["sd15", "sdxl", "sd3", "flux", "animatediff", "wan", "wan_i2v", "cogvideox", "cogvideox_i2v"]
+VIDEO = {"animatediff", "wan", "wan_i2v", "cogvideox", "cogvideox_i2v"}
+I2V = {"wan_i2v", "cogvideox_i2v"}
+UNETS = {"sd15", "sdxl", "animatediff"}
+MODEL = {"cogvideox_i2v": "cogvideox"}  # the conf/model option of each tiny pipeline (one family, both kinds)
 SIZE, FRAMES, RANK, ALPHA = 32, 5, 4, 8.0
 
 
@@ -72,12 +76,14 @@ def manifests(tmp_path_factory):
 def _overrides(family, pipelines, manifests):
     data = manifests["clips"] if family in VIDEO else manifests["images"]
     extra = [f"data.num_frames={FRAMES}"] if family in VIDEO else []
-    return [f"model={family}", f"model.path={pipelines[family]}", f"data.path={data}", *extra]
+    return [f"model={MODEL.get(family, family)}", f"model.path={pipelines[family]}", f"data.path={data}", *extra]
 
 
 def _generate(pipe, family):
     kwargs = dict(prompt="a hand waving", height=SIZE, width=SIZE, num_inference_steps=2, output_type="pt",
                   generator=torch.Generator().manual_seed(0))
+    if family in I2V:
+        kwargs["image"] = Image.fromarray(np.random.default_rng(1).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
     if family in VIDEO:
         return pipe(num_frames=FRAMES, **kwargs).frames
     return pipe(**kwargs).images
@@ -95,9 +101,10 @@ def test_family_trains_from_model_path_and_its_lora_loads_into_the_pipeline(
     with safe_open(str(final / "pytorch_lora_weights.safetensors"), "pt") as handle:
         keys = list(handle.keys())
         metadata = handle.metadata()
-    prefix = "transformer." if family == "wan" else "unet."
+    prefix = "unet." if family in UNETS else "transformer."
     assert keys and all(k.startswith(prefix) for k in keys)
-    assert all(".lora.down." in k or ".lora.up." in k for k in keys)  # diffusers' LoRA key format
+    down_key, up_key = (".lora.down.", ".lora.up.") if ".lora.down." in keys[0] else (".lora_A.", ".lora_B.")
+    assert all(down_key in k or up_key in k for k in keys)  # the pipeline's LoRA key format (diffusers' or peft's)
     config = json.loads(metadata["lora_adapter_metadata"])  # the LoRA config travels with the weights
     assert config[f"{prefix}r"] == RANK and config[f"{prefix}lora_alpha"] == ALPHA
 
@@ -113,13 +120,13 @@ def test_family_trains_from_model_path_and_its_lora_loads_into_the_pipeline(
     pipe.enable_lora()
     pipe.fuse_lora()
     weights = load_file(str(final / "pytorch_lora_weights.safetensors"))
-    down = next(k for k in weights if k.endswith(".lora.down.weight"))
-    module = down[len(prefix):-len(".lora.down.weight")]
+    down = next(k for k in weights if k.endswith(f"{down_key}weight"))
+    module = down[len(prefix):-len(f"{down_key}weight")]
     denoiser = prefix[:-1]
     original_weight = load_file(str(pipelines[family] / denoiser / "diffusion_pytorch_model.safetensors"))[f"{module}.weight"]
     layer = pipe.components[denoiser].get_submodule(module)
     fused = getattr(layer, "base_layer", layer).weight  # a fused peft layer keeps the sum in its base layer
-    expected = original_weight + ALPHA / RANK * weights[down.replace(".down.", ".up.")] @ weights[down]
+    expected = original_weight + ALPHA / RANK * weights[down.replace(down_key, up_key)] @ weights[down]
     torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -246,3 +253,83 @@ def test_gradient_checkpointing_changes_memory_not_results(pipelines, manifests,
         monkeypatch.undo()
     for key in runs[True]:
         torch.testing.assert_close(runs[True][key], runs[False][key], rtol=0, atol=1e-6)
+
+
+def _prompt_cond(family, pipe, prompt):
+    """The pipeline's own text encoding of ``prompt``, as its sampler conditions on it."""
+    if family == "sd3":
+        embeds, _, pooled, _ = pipe.encode_prompt(prompt, prompt, prompt, do_classifier_free_guidance=False)
+        return {"encoder_hidden_states": embeds[0], "pooled_projections": pooled[0]}
+    if family == "flux":
+        embeds, pooled, _ = pipe.encode_prompt(prompt, prompt)
+        return {"encoder_hidden_states": embeds[0], "pooled_projections": pooled[0]}
+    length = 512 if family == "wan_i2v" else 226  # what each pipeline's __call__ passes
+    return {"encoder_hidden_states": pipe.encode_prompt(prompt, do_classifier_free_guidance=False,
+                                                        max_sequence_length=length)[0][0]}
+
+
+def _latent(family, vae, pixels):
+    """``pixels`` (1, 3, [T,] H, W) as the family's scaled latent, from the VAE's posterior mean."""
+    mean = vae.encode(pixels).latent_dist.mean
+    if family in ("sd3", "flux"):
+        return (mean - vae.config.shift_factor) * vae.config.scaling_factor
+    if family == "wan_i2v":
+        shape = (1, -1, 1, 1, 1)
+        return (mean - torch.tensor(vae.config.latents_mean).view(shape)) / torch.tensor(vae.config.latents_std).view(shape)
+    return mean * vae.config.scaling_factor
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux", "cogvideox", "cogvideox_i2v", "wan_i2v"])
+def test_new_families_cache_the_pipelines_own_latents_and_conditions(family, pipelines, manifests, model_cache,
+                                                                     tmp_path, monkeypatch):
+    from diffusers import DiffusionPipeline
+    from user_data import decoded, decoded_clip
+
+    encoded, rows, root = _encoded(family, pipelines, manifests, tmp_path, monkeypatch)
+    pipe = DiffusionPipeline.from_pretrained(pipelines[family])
+    read = (lambda p: decoded_clip(p, SIZE, FRAMES)) if family in VIDEO else (lambda p: decoded(p, SIZE))
+    with torch.no_grad():
+        for row in (0, 2):
+            loser, winner = read(root / rows[row]["loser"])[None], read(root / rows[row]["winner"])[None]
+            torch.testing.assert_close(encoded[row]["loser"][None], _latent(family, pipe.vae, loser), rtol=1e-4, atol=1e-5)
+            cond = encoded[row]["cond"]
+            for key, value in _prompt_cond(family, pipe, rows[row]["prompt"]).items():
+                torch.testing.assert_close(cond[key], value, rtol=1e-4, atol=1e-5)
+            first = winner[:, :, :1]  # the pair's reference image: the winner's first frame
+            if family == "cogvideox_i2v":
+                torch.testing.assert_close(cond["image_latents"][None], _latent(family, pipe.vae, first), rtol=1e-4, atol=1e-5)
+            if family == "wan_i2v":  # frame mask (4 channels: the first latent frame's 4 frames) + latents of the image then black
+                clip = torch.cat([first, torch.zeros_like(winner[:, :, 1:])], dim=2)
+                latent = _latent(family, pipe.vae, clip)[0]
+                mask = torch.zeros(4, *latent.shape[1:])
+                mask[:, 0] = 1
+                torch.testing.assert_close(cond["condition"], torch.cat([mask, latent]), rtol=1e-4, atol=1e-5)
+                image = ((first[0, :, 0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+                pixels = pipe.image_processor(images=[image], return_tensors="pt").pixel_values
+                states = pipe.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states[-2][0]
+                torch.testing.assert_close(cond["encoder_hidden_states_image"], states, rtol=1e-4, atol=1e-5)
+    assert ("image_latents" in encoded[0]["cond"]) == (family == "cogvideox_i2v")
+
+
+def test_flux_is_called_on_its_own_packed_tokens(pipelines, model_cache):
+    """The hooked FLUX transformer, called as prefopt calls every denoiser, equals the transformer
+    called by hand on 2x2-packed tokens with their ids, timestep / 1000 and the guidance embedding."""
+    from diffusers import FluxTransformer2DModel
+
+    from prefopt.models.calls import install
+
+    plain = FluxTransformer2DModel.from_pretrained(pipelines["flux"], subfolder="transformer")
+    hooked = install("flux", FluxTransformer2DModel.from_pretrained(pipelines["flux"], subfolder="transformer"), 3.5)
+    generator = torch.Generator().manual_seed(0)
+    x, text = torch.randn(2, 4, 8, 6, generator=generator), torch.randn(2, 7, 32, generator=generator)
+    pooled, t = torch.randn(2, 32, generator=generator), torch.tensor([250.0, 900.0])
+    with torch.no_grad():
+        out = hooked(x, timestep=t, encoder_hidden_states=text, pooled_projections=pooled, return_dict=False)[0]
+        tokens = x.view(2, 4, 4, 2, 3, 2).permute(0, 2, 4, 1, 3, 5).reshape(2, 12, 16)  # (b, h/2 * w/2, c * 2 * 2)
+        rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(3.0), indexing="ij")
+        ids = torch.stack([torch.zeros(12), rows.flatten(), cols.flatten()], dim=1)
+        raw = plain(tokens, timestep=t / 1000, encoder_hidden_states=text, pooled_projections=pooled,
+                    img_ids=ids, txt_ids=torch.zeros(7, 3), guidance=torch.full((2,), 3.5), return_dict=False)[0]
+    expected = raw.view(2, 4, 3, 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(2, 4, 8, 6)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, expected)
