@@ -247,14 +247,41 @@ class PretrainConfig(Config):
     export: str | None = None
 
 
+JUDGES = ("pickscore", "hpsv2", "imagereward", "clip_score", "aesthetic")  # conf/reward options with a weight folder
+
+
+@dataclass
+class SamplingConfig:
+    """How ``prefopt.evaluate`` samples a real model and its base, both on seed + i * samples_per_prompt + j."""
+
+    samples_per_prompt: int = 1
+    seed: int = 0
+    conditions: list[str] = field(default_factory=list)  # .jsonl keys passed to the pipeline (I2V: image)
+    batch_size: int = 4
+    steps: int = 30
+    guidance_scale: float | None = None  # null: the pipeline's default
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None
+    fps: int = 8
+    dtype: str = "float32"
+    pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class EvaluateConfig:
-    """``python -m prefopt.evaluate``: a finished run (``run``: its model, weights and evaluator) or a
-    model (``model=...`` with ``eval=...``); ``eval.num_samples``, ``eval.seed``, ``eval.steps`` apply to both."""
+    """``python -m prefopt.evaluate``: a finished run (``run``: its model, weights and evaluator), a model
+    (``model=...`` with ``eval=...``), or a real model's ``adapter`` against its base (evaluation/real.py)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     run: str | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
+    adapter: str | None = None  # a LoRA folder (a run's final/); with ``prompts``: sample base and aligned
+    prompts: str | None = None  # .txt (one per line) or .jsonl (prompt + conditions)
+    judges: list[str] = field(default_factory=lambda: ["pickscore"])  # conf/reward options, scored raw (Diffusion-DPO: PickScore)
+    judge_paths: dict[str, str | None] = field(default_factory=lambda: dict.fromkeys(JUDGES))  # judge -> its local folder
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)  # set by the model groups; the sampler does not read it
 
     def __post_init__(self):
         _positive("eval.num_samples", self.eval.num_samples)

@@ -3,6 +3,11 @@ scored by the run's own evaluator (its ``eval`` config: SynthHands images, Synth
 clips, ...); or ``python -m prefopt.evaluate model=base [eval=synthhands]``: a model as it is.
 ``eval.num_samples``, ``eval.seed``, ``eval.steps`` apply to both. Writes ``<name>.json`` and a grid
 into the run dir's ``eval/`` (or ``outputs/evaluate/<model>/<time>``) and prints one line.
+
+A real model against its base, judged (prefopt/evaluation/real.py):
+
+    python -m prefopt.evaluate model=sd3 model.path=<pipeline> adapter=<run>/final prompts=<file> \
+        'judges=[pickscore,hpsv2]' judge_paths.pickscore=<folder> judge_paths.hpsv2=<folder>
 """
 
 from __future__ import annotations
@@ -38,8 +43,52 @@ def load_run(run_dir: Path):
     return denoiser, bundle.scheduler, typed(EvalConfig, saved.get("eval", {}))
 
 
+def against_base(config, out: Path) -> None:
+    """Sample the base and the adapted pipeline on the same seeds, score both with every judge, and
+    write ``evaluation.json``/``evaluation.md`` (means, win rates) and ``pairs.png`` into ``out``."""
+    from prefopt.config import GenerateConfig, PromptsConfig
+    from prefopt.evaluation import real
+    from prefopt.generate import generate
+    from prefopt.io import atomic_write, write_json
+    from prefopt.launch import partial_state
+
+    if not config.model.family or not config.model.path:
+        raise ConfigError("model.path: evaluating against the base samples a diffusers pipeline folder "
+                          "(model=<family> model.path=<folder>)")
+    if not config.judges:
+        raise ConfigError("judges: name at least one judge, e.g. 'judges=[pickscore,hpsv2]'")
+    judges = {name: real.judge(name, config.judge_paths) for name in config.judges}  # a missing folder: before sampling
+    sampling = config.sampling
+    data = PromptsConfig(prompts=config.prompts, samples_per_prompt=sampling.samples_per_prompt, seed=sampling.seed,
+                         conditions=list(sampling.conditions))
+    keep = ("batch_size", "steps", "guidance_scale", "height", "width", "num_frames", "fps", "dtype", "pipeline_kwargs")
+    manifests = {which: generate(GenerateConfig(model=config.model, data=data, out=str(out / which), adapter=adapter,
+                                                **{key: getattr(sampling, key) for key in keep}))
+                 for which, adapter in (("base", None), ("aligned", config.adapter))}
+    if not partial_state().is_main_process:
+        return
+    table = {name: {which: real.scores(name, scorer, manifest, out / "scores" / f"{which}-{name}.json")
+                    for which, manifest in manifests.items()} for name, scorer in judges.items()}
+    result = real.summarize(table)
+    write_json(out / "evaluation.json", {"adapter": config.adapter, "model.path": config.model.path,
+                                         "prompts": config.prompts, "judges": result})
+    text = real.markdown(result)
+    atomic_write(out / "evaluation.md", lambda tmp: tmp.write_text(text + "\n"))
+    real.pair_grid(manifests["base"], manifests["aligned"], out / "pairs.png")
+    print(text)
+    print(f"results: {out / 'evaluation.json'} (pairs: {out / 'pairs.png'})")
+
+
 def evaluate(config) -> None:
     from hydra.core.hydra_config import HydraConfig
+
+    if config.adapter or config.prompts:
+        if not (config.adapter and config.prompts):
+            missing = "prompts" if config.adapter else "adapter"
+            raise ConfigError(f"{missing}: evaluating a model against its base needs both adapter=<run>/final and "
+                              "prompts=<file>")
+        against_base(config, Path(HydraConfig.get().runtime.output_dir))
+        return
 
     from prefopt.evaluation import build_evaluator
     from prefopt.models import build_model

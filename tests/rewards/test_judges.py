@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tiny_judges
 import torch
 from commands import compose
 from commands import rows as read_rows
@@ -23,8 +24,7 @@ from prefopt.rewards.judges import Aesthetic, CLIPScore, HPSv2, ImageReward, Pic
 
 PROMPTS = ["a hand", "two hands waving", "", "an open palm with five fingers"]
 LAYERS = {0: (None, 1024), 2: (1024, 128), 4: (128, 64), 6: (64, 16), 7: (16, 1)}  # the released MLP, input width aside
-TINY = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)
-VISION = dict(TINY, image_size=32, patch_size=8)
+TINY, VISION = tiny_judges.TINY, tiny_judges.VISION
 
 
 def _save_head(path, inputs: int, last_bias: float, seed: int) -> None:
@@ -40,14 +40,7 @@ def _save_head(path, inputs: int, last_bias: float, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    folder = tmp_path_factory.mktemp("judges") / "clip"
-    torch.manual_seed(0)
-    text = dict(TINY, vocab_size=514, max_position_embeddings=16, bos_token_id=512, eos_token_id=513, pad_token_id=513)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=VISION, projection_dim=16)).save_pretrained(folder)
-    tokenizer().save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    folder = tiny_judges.clip_folder(tmp_path_factory.mktemp("judges") / "clip")
     _save_head(folder / "aesthetic_mlp.safetensors", inputs=16, last_bias=5.0, seed=1)
     return folder
 
