@@ -8,6 +8,7 @@ scaled latents and the condition tensors per prompt, computed in mini-batches on
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ class FamilyEncoder:
         self.batch_size, self._pipe = batch_size, None
         self.prompts_encoded = 0  # text-encoder inputs so far (a prompt shared by many rows counts once)
 
-    @property
+    @cached_property
     def has_image_cond(self) -> bool:
         """Image-to-video: each row carries its reference image's condition (Family.image_cond)."""
         from prefopt.models.families import image_to_video
