@@ -76,6 +76,13 @@ def test_verdicts_follow_the_rule(tmp_path):
     hard = by_text["HG-DPO's curriculum beats one-stage real-winner DPO (hard stage only)"]
     easy = by_text["HG-DPO's curriculum beats the easy stage only"]
     assert claims.verdict(found, hard)[0] == "mixed"  # higher rate, but farther from the renders (FD 41 vs 20)
+    assert "FD -21.00 [-23.48, -18.52] contradicted" in claims.verdict(found, hard)[1]  # every seed 20 + seed farther
+    hand = tmp_path / "hand_aware" / "2026-12-02_10-00-00"
+    for seed, (on, off) in enumerate([(0.45, 0.30), (0.40, 0.42), (0.30, 0.41)]):  # swept booleans: Hydra writes True/False
+        _run(hand, f"on{seed}", ["objective=ipa", "hand_aware.enabled=True"], seed, {"good_rate": on, "fd": 1.0})
+        _run(hand, f"off{seed}", ["objective=ipa", "hand_aware.enabled=False"], seed, {"good_rate": off, "fd": 1.0})
+    name, why = claims.verdict(claims.arms(hand), by_text["Hand-aware local optimization helps the hands (IPA)"])
+    assert name == "not reproduced" and "inconclusive: interval spans +0" in why  # +15, -2, -11 points
     assert claims.verdict(found, easy)[0] == "reproduced"  # higher rate and closer (FD 41 vs 61)
     table = claims.table(tmp_path)
     assert "| DPO beats SFT on the winners of the same pairs | - | - | - | 0 | not run |" in table
