@@ -57,7 +57,8 @@ def against_base(config, out: Path) -> None:
                           "(model=<family> model.path=<folder>)")
     if not config.judges:
         raise ConfigError("judges: name at least one judge, e.g. 'judges=[pickscore,hpsv2]'")
-    judges = {name: real.judge(name, config.judge_paths) for name in config.judges}  # a missing folder: before sampling
+    for name in config.judges:  # a judge without its folder stops before any sampling, on every process
+        real.judge(name, config.judge_paths, build=False)
     sampling = config.sampling
     data = PromptsConfig(prompts=config.prompts, samples_per_prompt=sampling.samples_per_prompt, seed=sampling.seed,
                          conditions=list(sampling.conditions))
@@ -67,8 +68,12 @@ def against_base(config, out: Path) -> None:
                  for which, adapter in (("base", None), ("aligned", config.adapter))}
     if not partial_state().is_main_process:
         return
-    table = {name: {which: real.scores(name, scorer, manifest, out / "scores" / f"{which}-{name}.json")
-                    for which, manifest in manifests.items()} for name, scorer in judges.items()}
+    table = {}
+    for name in config.judges:  # one judge in memory at a time, on the main process
+        scorer = real.judge(name, config.judge_paths)
+        table[name] = {which: real.scores(scorer, manifest, out / "scores" / f"{which}-{name}.json")
+                       for which, manifest in manifests.items()}
+        del scorer
     result = real.summarize(table)
     write_json(out / "evaluation.json", {"adapter": config.adapter, "model.path": config.model.path,
                                          "prompts": config.prompts, "judges": result})

@@ -267,7 +267,8 @@ class _Writer:
                 if self.masker is not None:
                     tensors[f"mask_{key[0]}"] = self.masker(pixels, tuple(tensors[key].shape[1:]))
                 if key == "winner" and self.encoder.has_image_cond:  # I2V: the pair's reference image
-                    tensors.update({f"{COND}{k}": v for k, v in self.encoder.image_cond(pixels).items()})
+                    images = torch.stack([e["image"] if "image" in e else e["winner"][:, 0] for e in examples])
+                    tensors.update({f"{COND}{k}": v for k, v in self.encoder.image_cond(images, pixels.shape[2]).items()})
         if all(e.get("reward_w") is not None for e in examples):
             for key in ("reward_w", "reward_l"):
                 tensors[key] = torch.tensor([e[key] for e in examples], dtype=torch.float32)

@@ -72,19 +72,18 @@ class FamilyEncoder:
 
     @torch.no_grad()
     def prompts(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        parts: dict[str, list[torch.Tensor]] = {}
-        for i in range(0, len(texts), self.batch_size):
-            batch = texts[i:i + self.batch_size]
-            self.prompts_encoded += len(batch)
-            for key, value in flatten(self.fam.prompts(self.pipe, batch, (self.size, self.size))).items():
-                parts.setdefault(key, []).append(value.float().cpu())
-        return {key: torch.cat(values) for key, values in parts.items()}
+        self.prompts_encoded += len(texts)
+        return self._batched(lambda batch: self.fam.prompts(self.pipe, batch, (self.size, self.size)), texts)
 
     @torch.no_grad()
-    def image_cond(self, clips: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The per-row condition of each clip's reference image, its first frame (flattened keys)."""
+    def image_cond(self, images: torch.Tensor, frames: int) -> dict[str, torch.Tensor]:
+        """The per-row condition of each row's reference image (B, 3, H, W) for clips of ``frames`` (flattened keys)."""
+        return self._batched(lambda chunk: self.fam.image_cond(self.pipe, chunk, frames), images)
+
+    def _batched(self, encode, items) -> dict[str, torch.Tensor]:
+        """``encode`` over ``items`` in mini-batches, its (nested) outputs concatenated on the CPU."""
         parts: dict[str, list[torch.Tensor]] = {}
-        for i in range(0, len(clips), self.batch_size):
-            for key, value in flatten(self.fam.image_cond(self.pipe, clips[i:i + self.batch_size])).items():
+        for i in range(0, len(items), self.batch_size):
+            for key, value in flatten(encode(items[i:i + self.batch_size])).items():
                 parts.setdefault(key, []).append(value.float().cpu())
         return {key: torch.cat(values) for key, values in parts.items()}

@@ -82,7 +82,8 @@ def interpret(row: dict, root: Path, paired: bool) -> dict:
     prompt = row.get("prompt", "")
     if not isinstance(prompt, str):
         raise ValueError(f"prompt is {prompt!r}, not a string")
-    example = {key: _media(row[key], root, key) for key in keys}
+    # "image": image-to-video's reference image, the one the pair's clips were made from (optional)
+    example = {key: _media(row[key], root, key) for key in [*keys, "image"] if row.get(key) is not None}
     if paired:
         reward_w, reward_l = _reward(row, "reward_w"), _reward(row, "reward_l")
         if (reward_w is None) != (reward_l is None):
@@ -126,6 +127,9 @@ def decode_example(example: dict, size: int, num_frames: int | None) -> dict:
     decoded, originals = {}, {}
     for key in keys:
         decoded[key], originals[key] = decode(example[key], size, num_frames, key)
+    if "image" in example:
+        image = decode(example["image"], size, None, "image")[0]
+        decoded["image"] = image[:, 0] if image.dim() == 4 else image  # a clip given as the reference: its first frame
     if "loser" in decoded:
         same_path = isinstance(example["winner"], Path) and example["winner"].resolve() == example["loser"].resolve()
         if same_path or torch.equal(decoded["winner"], decoded["loser"]):

@@ -10,8 +10,8 @@ with its 95% interval (normal approximation over the paired samples), plus a gri
         'judges=[pickscore,hpsv2]' judge_paths.pickscore=<folder> judge_paths.hpsv2=<folder>
 
 Sampling is ``prefopt.generate`` (resumable, sharded under ``accelerate launch``) into ``<out>/base``
-and ``<out>/aligned``; scores are kept per judge in ``<out>/scores/<judge>.json`` (a rerun scores only
-what is missing). Judges score the raw, published value (``Judge.raw``: PickScore's 100 cos, ...);
+and ``<out>/aligned``; scores are kept per set and judge in ``<out>/scores/<set>-<judge>.json`` (a
+rerun scores only what is missing). Judges score the raw, published value (``Judge.raw``: PickScore's 100 cos, ...);
 a reward without ``raw`` scores its [0, 1] value. Videos: the frame-wise judges average the frames.
 """
 
@@ -27,8 +27,9 @@ from prefopt.errors import ConfigError
 GRID_PAIRS = 8
 
 
-def judge(name: str, paths: dict):
-    """The reward ``conf/reward/<name>.yaml`` with its folder from ``judge_paths.<name>``."""
+def judge(name: str, paths: dict, build: bool = True):
+    """The reward ``conf/reward/<name>.yaml`` with its folder from ``judge_paths.<name>``; ``build=False``:
+    only check that it names a config and, if it needs one, a folder (before sampling, on every process)."""
     from omegaconf import OmegaConf
 
     from prefopt.paths import CONF_DIR
@@ -43,8 +44,10 @@ def judge(name: str, paths: dict):
         if not paths.get(name):
             raise ConfigError(f"judge_paths.{name}: the {name} judge needs its local weight folder "
                               f"(judge_paths.{name}=<folder>)")
+        if not Path(str(paths[name])).expanduser().is_dir():
+            raise ConfigError(f"judge_paths.{name}: {paths[name]} is not a folder")
         config.path = str(paths[name])
-    return load(config, f"judge_paths.{name}")
+    return load(config, f"judge_paths.{name}") if build else None
 
 
 def _samples(manifest: Path) -> tuple[list[dict], list[Path]]:
@@ -54,18 +57,25 @@ def _samples(manifest: Path) -> tuple[list[dict], list[Path]]:
     return rows, [manifest.parent / row["path"] for row in rows]
 
 
-def scores(name: str, scorer, manifest: Path, cache: Path, batch_size: int = 16) -> list[float]:
-    """Each sample's score under ``scorer``, kept in ``cache`` (only missing samples are scored)."""
+def scores(scorer, manifest: Path, cache: Path, batch_size: int = 4) -> list[float]:
+    """Each sample's score under ``scorer``, kept in ``cache`` (only missing samples are scored): a
+    judge's ``raw`` value, else the reward's (a multi-dimensional reward's ``score``). One pipeline's
+    samples share a shape; ``batch_size`` samples (a clip counts once) are in memory at a time."""
     from prefopt.io import write_json
+    from prefopt.rewards.callables import check
     from prefopt.score import load_sample
 
     rows, files = _samples(manifest)
     done = json.loads(cache.read_text()) if cache.is_file() else {}
     todo = [i for i, row in enumerate(rows) if row["path"] not in done]
-    score = getattr(scorer, "raw", scorer)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        values = score(torch.stack([load_sample(files[i]) for i in batch]), [rows[i]["prompt"] for i in batch])
+        samples, prompts = torch.stack([load_sample(files[i]) for i in batch]), [rows[i]["prompt"] for i in batch]
+        if hasattr(scorer, "raw"):
+            values = scorer.raw(samples, prompts)
+        else:
+            values = scorer(samples, prompts)
+            values = check(values["score"] if isinstance(values, dict) else values, len(batch), str(cache.stem))
         done.update({rows[i]["path"]: float(v) for i, v in zip(batch, values, strict=True)})
         write_json(cache, done)
     return [done[row["path"]] for row in rows]

@@ -21,7 +21,7 @@ import torch
 from prefopt.errors import ConfigError, first_line
 from prefopt.io import atomic_directory
 from prefopt.models.calls import install
-from prefopt.models.families import FAMILIES, Family, family, pipeline_class
+from prefopt.models.families import FAMILIES, Family, check_folder, family
 from prefopt.models.lora import add_lora, export_lora, load_lora, save_lora
 from prefopt.models.tiny import materialize
 
@@ -84,7 +84,7 @@ def build_model(cfg) -> ModelBundle:
     if not path.is_dir():
         raise ConfigError(f"model.path: no such diffusers folder: {path}")
     if fam is not None:
-        pipeline_class(path)  # a pipeline folder, named in one line if not
+        check_folder(fam, path)  # a pipeline folder of this family, named in one line if not
     denoiser_cls = diffusers_class(cfg.denoiser_class, "model.denoiser_class")
     subfolder = cfg.subfolder or (fam.denoiser if fam else None)
     if subfolder and not (path / subfolder).is_dir():
@@ -202,6 +202,12 @@ def check_fits(model, data) -> None:
         how = f"its VAE scales by {vae} and " if vae > 1 else ""
         raise ConfigError(f"data.image_size={size} does not fit model={model.name} ({name}): {how}it takes sizes "
                           f"that are multiples of {multiple}; use {nearest}")
+    if config.get("use_learned_positional_embeddings"):  # CogVideoX-5b-I2V: one size only
+        height, width = config.get("sample_height", 0) * vae, config.get("sample_width", 0) * vae
+        if (size, size) != (height, width):
+            raise ConfigError(f"data.image_size={size} does not fit model={model.name} ({name}): its learned positional "
+                              f"embeddings take {height}x{width} frames only"
+                              + ("" if height == width else " (prefopt's data is square: this model cannot be trained here)"))
     video = fam.video if fam is not None else name in VIDEO_DENOISERS
     if data.num_frames is not None and not video:
         raise ConfigError(f"data.num_frames={data.num_frames}: model={model.name} ({name}) is an image model; "

@@ -48,9 +48,12 @@ def _replace_output(output, sample: torch.Tensor):
 def flux_hooks(guidance: float | None):
     from diffusers import FluxPipeline
 
+    latent = {}  # the (h, w) of the call in flight, for its prediction's unpacking (no device sync)
+
     def before(module, args, kwargs):
         x, kwargs = _split(args, kwargs)
         b, c, h, w = x.shape
+        latent["hw"] = (h, w)
         kwargs["hidden_states"] = FluxPipeline._pack_latents(x, b, c, h, w)
         kwargs["img_ids"] = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, x.device, x.dtype)
         text = kwargs["encoder_hidden_states"]
@@ -64,8 +67,7 @@ def flux_hooks(guidance: float | None):
         return (), kwargs
 
     def after(module, args, kwargs, output):
-        ids = kwargs["img_ids"]
-        h, w = 2 * (int(ids[:, 1].max()) + 1), 2 * (int(ids[:, 2].max()) + 1)
+        h, w = latent["hw"]
         sample = output[0] if isinstance(output, tuple) else output.sample
         return _replace_output(output, FluxPipeline._unpack_latents(sample, h, w, 1))
 

@@ -8,9 +8,10 @@ turn data into what the denoiser reads, once, before training (prefopt/data/enco
     latents(pipe, pixels)    pixels in [-1, 1], (B, 3, H, W) or (B, 3, T, H, W) -> scaled VAE latents
     prompts(pipe, texts, hw) -> the denoiser's condition kwargs, per sample
     frame_cond(cond, T)      -> a batch's condition as the denoiser's forward reads it
-    image_cond(pipe, clips)  -> image-to-video: the per-row condition made from the reference image,
-                                the first frame of the row's winner (as diffusers' CogVideoX I2V
-                                training script takes it); winner and loser share it
+    image_cond(pipe, images, T) -> image-to-video: the per-row condition made from the reference
+                                image (B, 3, H, W): the row's ``image`` column, else its winner's first
+                                frame (as diffusers' CogVideoX I2V training script takes it); winner
+                                and loser share it
 
 How a denoiser whose own call differs (FLUX's packed tokens, CogVideoX's frames-first layout, the
 I2V channel concatenation) is called: prefopt/models/calls.py.
@@ -66,26 +67,26 @@ def _cogvideox_latents(pipe, pixels: torch.Tensor) -> torch.Tensor:
     return vae.encode(_on(vae, pixels)).latent_dist.mode() * vae.config.scaling_factor
 
 
-def _cogvideox_image(pipe, clips: torch.Tensor) -> dict:
+def _cogvideox_image(pipe, images: torch.Tensor, frames: int) -> dict:
     """The reference image's latents (B, C, 1, h, w), scaled as the I2V pipeline scales them
     (CogVideoX 1.5 folders set ``invert_scale_latents``: divided by the factor)."""
     vae = pipe.vae
-    latents = vae.encode(_on(vae, clips[:, :, :1])).latent_dist.mode()
+    latents = vae.encode(_on(vae, images[:, :, None])).latent_dist.mode()
     scale = vae.config.scaling_factor
     return {"image_latents": latents / scale if vae.config.get("invert_scale_latents") else latents * scale}
 
 
-def _wan_image(pipe, clips: torch.Tensor) -> dict:
+def _wan_image(pipe, images: torch.Tensor, frames: int) -> dict:
     """Wan I2V: the pipeline's own ``prepare_latents`` condition (frame mask and the latents of the
-    first frame followed by black frames, 4 + C channels) and ``encode_image``'s CLIP embedding."""
-    first = _on(pipe.vae, clips[:, :, 0])
-    frames, (height, width) = clips.shape[2], first.shape[-2:]
+    reference image followed by black frames, 4 + C channels) and ``encode_image``'s CLIP embedding."""
+    first = _on(pipe.vae, images)
+    height, width = first.shape[-2:]
     condition = [pipe.prepare_latents(image[None], 1, pipe.vae.config.z_dim, height, width, frames, first.dtype,
                                       first.device)[1] for image in first]  # one image per call, as the pipeline calls it
     cond = {"condition": torch.cat(condition)}
     if pipe.image_encoder is not None:  # Wan 2.1 I2V; Wan 2.2's has none
-        images = [((frame.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy() for frame in first]
-        cond["encoder_hidden_states_image"] = pipe.encode_image(images, first.device)
+        arrays = [((frame.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy() for frame in first]
+        cond["encoder_hidden_states_image"] = pipe.encode_image(arrays, first.device)
     return cond
 
 
@@ -159,7 +160,7 @@ class Family:
     frames: Callable[[int], str | None] = _any_frames  # a frame count's problem, or None
     load_kwargs: tuple = ()  # extra from_pretrained kwargs for the pipeline
     frame_cond: Callable[[dict, int], dict] = _as_is  # a batch's cond (B, ...) as the denoiser reads it
-    image_cond: Callable | None = None  # image-to-video: (pipe, clips) -> per-row cond of the reference image
+    image_cond: Callable | None = None  # image-to-video: (pipe, images, frames) -> per-row cond of the reference image
 
     def denoiser_cond(self, cond: dict | None, x0: torch.Tensor) -> dict | None:
         """The condition of a batch of samples ``x0`` (B, C, [T,] H, W) as the denoiser's forward reads it."""
@@ -212,12 +213,22 @@ def pipeline_class(path: Path):
 
 
 def image_to_video(fam: Family, path: Path) -> bool:
-    """Whether ``path`` holds the image-to-video pipeline of a family that has both (its class name)."""
-    if fam.image_cond is None:
-        return False
+    """Whether ``path`` holds the image-to-video pipeline of a family that has one (its class name)."""
+    return fam.image_cond is not None and "ImageToVideo" in pipeline_class(path).__name__
+
+
+def check_folder(fam: Family, path: Path) -> None:
+    """One line when the pipeline folder is not what ``model.family`` trains."""
     import diffusers
 
-    return "ImageToVideo" in diffusers.DiffusionPipeline.load_config(str(path))["_class_name"]
+    cls = pipeline_class(path).__name__  # first: a folder without model_index.json is named in one line
+    index = diffusers.DiffusionPipeline.load_config(str(path))
+    if fam.name in ("wan", "wan_i2v") and ("ImageToVideo" in cls) != (fam.name == "wan_i2v"):
+        other = "wan" if fam.name == "wan_i2v" else "wan_i2v"
+        raise ConfigError(f"model.family={fam.name}: {path} holds a {cls}; use model={other}")
+    if fam.name == "wan_i2v" and (index.get("expand_timesteps") or (index.get("transformer_2") or [None])[0]):
+        raise ConfigError(f"model.path: {path} is Wan 2.2 image-to-video (its latent condition replaces frames, or a "
+                          "second transformer takes the low-noise steps); prefopt trains Wan 2.1's I2V only")
 
 
 def load_encoders(fam: Family, path: Path, dtype: torch.dtype = torch.float32):

@@ -76,4 +76,5 @@ def check_channels(model, dataset) -> None:
     expected = latent_channels(model.config)
     channels = dataset.sample_shape[0]
     if expected is not None and expected != channels:
-        raise ConfigError(f"model.config.in_channels is {expected} but the data has {channels} channels")
+        raise ConfigError(f"the model denoises {expected}-channel latents (model.config) but the data has {channels} "
+                          "channels")

@@ -182,6 +182,8 @@ def test_sdxl_conditions_on_pooled_text_and_size(pipelines, manifests, model_cac
     ("wan_frames", "data.num_frames: Wan's causal VAE needs 4k+1 frames, got 4"),
     ("no_path", "model.path"),
     ("not_a_pipeline", "has no model_index.json"),
+    ("i2v_family_t2v_folder", "model.family=wan_i2v: "),
+    ("learned_positions", "its learned positional embeddings take 32x32 frames only"),
 ])
 def test_family_misconfigurations_are_one_line(case, message, pipelines, manifests, model_cache, tmp_path):
     import shutil
@@ -189,7 +191,10 @@ def test_family_misconfigurations_are_one_line(case, message, pipelines, manifes
     overrides = {"images_to_video": [*_overrides("wan", pipelines, manifests)[:2], f"data.path={manifests['images']}"],
                  "no_path": ["model=sd15", f"data.path={manifests['images']}"],
                  "not_a_pipeline": ["model=sd15", f"model.path={pipelines['sd15'] / 'unet'}",
-                                    f"data.path={manifests['images']}"]}
+                                    f"data.path={manifests['images']}"],
+                 "i2v_family_t2v_folder": ["model=wan_i2v", f"model.path={pipelines['wan']}",
+                                           f"data.path={manifests['clips']}", f"data.num_frames={FRAMES}"],
+                 "learned_positions": [*_overrides("cogvideox_i2v", pipelines, manifests), "data.image_size=48"]}
     if case == "wan_frames":
         root = tmp_path / "four"
         shutil.copytree(manifests["clips"].parent, root)
@@ -333,3 +338,70 @@ def test_flux_is_called_on_its_own_packed_tokens(pipelines, model_cache):
     expected = raw.view(2, 4, 3, 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(2, 4, 8, 6)
     assert out.shape == x.shape
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("family", ["cogvideox", "cogvideox_i2v", "wan_i2v"])
+def test_the_hooked_call_is_the_pipelines_own_call(family, pipelines, model_cache):
+    """One sampling step of the pipeline, its transformer's inputs and output recorded; the same
+    transformer with prefopt's hooks, called as prefopt calls it on those latents and conditions,
+    gives the pipeline's prediction (layout, rotary embeddings, reference-image channels)."""
+    from diffusers import DiffusionPipeline
+
+    from prefopt.models.calls import install
+
+    pipe = DiffusionPipeline.from_pretrained(pipelines[family])
+    seen = {}
+
+    def record(module, args, kwargs, output=None):  # the first call's inputs and prediction
+        seen.setdefault("in" if output is None else "out", kwargs if output is None else output[0])
+
+    hooks = [pipe.transformer.register_forward_pre_hook(record, with_kwargs=True),
+             pipe.transformer.register_forward_hook(record, with_kwargs=True)]
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+    with torch.no_grad():
+        pipe(prompt="a hand waving", height=SIZE, width=SIZE, num_frames=FRAMES, num_inference_steps=1, guidance_scale=1.0,
+             output_type="pt", generator=torch.Generator().manual_seed(0), **({"image": image} if family in I2V else {}))
+    for hook in hooks:
+        hook.remove()
+    kwargs, channels = seen["in"], pipe.transformer.config.out_channels
+    hooked = install(MODEL.get(family, family), pipe.transformer)
+    cond = {"encoder_hidden_states": kwargs["encoder_hidden_states"]}
+    if family.startswith("cogvideox"):
+        hidden = kwargs["hidden_states"]  # (B, T, C [+ C], H, W): frames first
+        x, expected = hidden[:, :, :channels].transpose(1, 2), seen["out"].transpose(1, 2)
+        if family in I2V:
+            reference = hidden[:, :, channels:]
+            assert reference[:, 1:].abs().max() == 0  # the pipeline's zero frames after the image, as the hook pads
+            cond["image_latents"] = reference[:, :1].transpose(1, 2)
+    else:
+        hidden = kwargs["hidden_states"]  # (B, C + 4 + C, T, H, W)
+        x, expected = hidden[:, :channels], seen["out"]
+        cond.update(condition=hidden[:, channels:], encoder_hidden_states_image=kwargs["encoder_hidden_states_image"])
+    with torch.no_grad():
+        out = hooked(x, timestep=kwargs["timestep"], return_dict=False, **cond)[0]
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_rows_image_column_is_its_reference_image(pipelines, manifests, model_cache, tmp_path, monkeypatch):
+    """I2V rows with an ``image`` (the picture their clips were made from) condition on it, not on the winner's frame."""
+    from diffusers import DiffusionPipeline
+    from user_data import decoded
+
+    root = manifests["clips"].parent
+    rows = [{**row, "image": f"w{i}.png"} for i, row in enumerate(json.loads(line) for line in
+                                                                   manifests["clips"].read_text().splitlines())]
+    manifest = root / "clips_with_images.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from prefopt.data import build_dataset
+    from prefopt.models import build_model
+
+    cfg = _config("objective=dpo", "model=cogvideox", f"model.path={pipelines['cogvideox_i2v']}",
+                  f"data.path={manifest}", f"data.num_frames={FRAMES}")
+    monkeypatch.setenv("PREFOPT_CACHE", str(tmp_path / "cache"))
+    encoded = build_dataset(cfg.data, paired=True, model=build_model(cfg.model))
+    vae = DiffusionPipeline.from_pretrained(pipelines["cogvideox_i2v"]).vae
+    with torch.no_grad():
+        for row in (0, 3):
+            image = decoded(root / rows[row]["image"], SIZE)[None, :, None]
+            expected = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
+            torch.testing.assert_close(encoded[row]["cond"]["image_latents"][None], expected, rtol=1e-4, atol=1e-5)
