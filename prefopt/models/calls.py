@@ -13,8 +13,9 @@ their pipeline's own functions, so the training call is the sampler's call:
     cogvideox  frames first (B, T, C, H, W), 3D rotary embeddings when the model has them, and for
                image-to-video the reference image's latents (cond ``image_latents``) padded with
                zero frames and concatenated on channels, plus the ``ofs`` embedding of CogVideoX 1.5
-    wan_i2v    the image condition (cond ``condition``: frame mask and reference latents, 20
-               channels) concatenated on channels; the CLIP image embedding is a plain cond entry
+    wan_i2v    the pipeline's frame mask and the reference latents (cond ``image_latents``: the image
+               then black frames, as the pipeline encodes them) concatenated on channels; the CLIP
+               image embedding is a plain cond entry
 
 Hooks, not a wrapper module: the denoiser stays the pipeline's own class, so peft LoRA, its
 adapter switch (the reference), gradient checkpointing and the pipeline's LoRA export see it as is.
@@ -117,8 +118,12 @@ def cogvideox_hooks(guidance: float | None = None):
 def wan_i2v_hooks(guidance: float | None = None):
     def before(module, args, kwargs):
         x, kwargs = _split(args, kwargs)
-        condition = kwargs.pop("condition")  # (B, 4 + C, T, H, W): frame mask, reference latents
-        kwargs["hidden_states"] = torch.cat([x, condition.to(x.dtype)], dim=1)
+        image = kwargs.pop("image_latents").to(x.dtype)  # (B, C, T, H, W): reference latents, then black frames
+        # the pipeline's frame mask: one channel per frame the VAE folds into a latent frame, 1 on the first
+        # latent frame (the given image), 0 after
+        mask = x.new_zeros(x.shape[0], module.config.in_channels - x.shape[1] - image.shape[1], *x.shape[2:])
+        mask[:, :, 0] = 1
+        kwargs["hidden_states"] = torch.cat([x, mask, image], dim=1)
         return (), kwargs
 
     return before, None

@@ -77,13 +77,14 @@ def _cogvideox_image(pipe, images: torch.Tensor, frames: int) -> dict:
 
 
 def _wan_image(pipe, images: torch.Tensor, frames: int) -> dict:
-    """Wan I2V: the pipeline's own ``prepare_latents`` condition (frame mask and the latents of the
-    reference image followed by black frames, 4 + C channels) and ``encode_image``'s CLIP embedding."""
+    """Wan I2V: the latents of the reference image followed by black frames, from the pipeline's own
+    ``prepare_latents`` (its frame mask, the same for every row, is made at the call), and
+    ``encode_image``'s CLIP embedding."""
     first = _on(pipe.vae, images)
     height, width = first.shape[-2:]
     condition = [pipe.prepare_latents(image[None], 1, pipe.vae.config.z_dim, height, width, frames, first.dtype,
                                       first.device)[1] for image in first]  # one image per call, as the pipeline calls it
-    cond = {"condition": torch.cat(condition)}
+    cond = {"image_latents": torch.cat(condition)[:, pipe.vae_scale_factor_temporal:]}  # without the mask channels
     if pipe.image_encoder is not None:  # Wan 2.1 I2V; Wan 2.2's has none
         arrays = [((frame.permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy() for frame in first]
         cond["encoder_hidden_states_image"] = pipe.encode_image(arrays, first.device)

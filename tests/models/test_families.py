@@ -303,17 +303,14 @@ def test_new_families_cache_the_pipelines_own_latents_and_conditions(family, pip
             first = winner[:, :, :1]  # the pair's reference image: the winner's first frame
             if family == "cogvideox_i2v":
                 torch.testing.assert_close(cond["image_latents"][None], _latent(family, pipe.vae, first), rtol=1e-4, atol=1e-5)
-            if family == "wan_i2v":  # frame mask (4 channels: the first latent frame's 4 frames) + latents of the image then black
+            if family == "wan_i2v":  # latents of the image then black frames (the frame mask is made at the call)
                 clip = torch.cat([first, torch.zeros_like(winner[:, :, 1:])], dim=2)
-                latent = _latent(family, pipe.vae, clip)[0]
-                mask = torch.zeros(4, *latent.shape[1:])
-                mask[:, 0] = 1
-                torch.testing.assert_close(cond["condition"], torch.cat([mask, latent]), rtol=1e-4, atol=1e-5)
+                torch.testing.assert_close(cond["image_latents"], _latent(family, pipe.vae, clip)[0], rtol=1e-4, atol=1e-5)
                 image = ((first[0, :, 0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
                 pixels = pipe.image_processor(images=[image], return_tensors="pt").pixel_values
                 states = pipe.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states[-2][0]
                 torch.testing.assert_close(cond["encoder_hidden_states_image"], states, rtol=1e-4, atol=1e-5)
-    assert ("image_latents" in encoded[0]["cond"]) == (family == "cogvideox_i2v")
+    assert ("image_latents" in encoded[0]["cond"]) == (family in I2V)
 
 
 def test_flux_is_called_on_its_own_packed_tokens(pipelines, model_cache):
@@ -374,9 +371,9 @@ def test_the_hooked_call_is_the_pipelines_own_call(family, pipelines, model_cach
             assert reference[:, 1:].abs().max() == 0  # the pipeline's zero frames after the image, as the hook pads
             cond["image_latents"] = reference[:, :1].transpose(1, 2)
     else:
-        hidden = kwargs["hidden_states"]  # (B, C + 4 + C, T, H, W)
+        hidden = kwargs["hidden_states"]  # (B, C + 4 + C, T, H, W): latents, frame mask, image latents
         x, expected = hidden[:, :channels], seen["out"]
-        cond.update(condition=hidden[:, channels:], encoder_hidden_states_image=kwargs["encoder_hidden_states_image"])
+        cond.update(image_latents=hidden[:, channels + 4:], encoder_hidden_states_image=kwargs["encoder_hidden_states_image"])
     with torch.no_grad():
         out = hooked(x, timestep=kwargs["timestep"], return_dict=False, **cond)[0]
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
