@@ -10,7 +10,7 @@ with it before any model code loads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -251,21 +251,39 @@ JUDGES = ("pickscore", "hpsv2", "imagereward", "clip_score", "aesthetic")  # con
 
 
 @dataclass
-class SamplingConfig:
-    """How ``prefopt.evaluate`` samples a real model and its base, both on seed + i * samples_per_prompt + j."""
+class PipelineSampling:
+    """How a diffusers pipeline samples: ``prefopt.generate``'s settings and ``prefopt.evaluate``'s ``sampling.*``."""
 
-    samples_per_prompt: int = 1
-    seed: int = 0
-    conditions: list[str] = field(default_factory=list)  # .jsonl keys passed to the pipeline (I2V: image)
+    KEY: ClassVar[str] = ""  # where the settings sit in their command's config, for error messages
+
     batch_size: int = 4
     steps: int = 30
     guidance_scale: float | None = None  # null: the pipeline's default
     height: int | None = None
     width: int | None = None
-    num_frames: int | None = None
+    num_frames: int | None = None  # video pipelines (null: the pipeline's default)
     fps: int = 8
     dtype: str = "float32"
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for key in ("batch_size", "steps", "fps"):
+            _positive(self.KEY + key, getattr(self, key))
+        for key in ("height", "width", "num_frames"):
+            if getattr(self, key) is not None:
+                _positive(self.KEY + key, getattr(self, key))
+        _one_of(self.KEY + "dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        check_finite(self)
+
+
+@dataclass
+class SamplingConfig(PipelineSampling):
+    """How ``prefopt.evaluate`` samples a real model and its base, both on seed + i * samples_per_prompt + j."""
+
+    KEY: ClassVar[str] = "sampling."
+    samples_per_prompt: int = 1
+    seed: int = 0
+    conditions: list[str] = field(default_factory=list)  # .jsonl keys passed to the pipeline (I2V: image)
 
 
 @dataclass
@@ -303,7 +321,7 @@ class PromptsConfig:
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(PipelineSampling):
     """``python -m prefopt.generate``: sample a local diffusers pipeline into ``out`` (files + ``samples.jsonl``)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -312,24 +330,6 @@ class GenerateConfig:
     pipeline: str | None = None  # a diffusers pipeline class over the folder's own (e.g. StableDiffusionImg2ImgPipeline)
     adapter: str | None = None  # a LoRA folder (a run's final/), loaded with the pipeline's load_lora_weights
     lora: LoraConfig = field(default_factory=LoraConfig)  # set by the model groups; the sampler does not read it
-    batch_size: int = 4
-    steps: int = 30
-    guidance_scale: float | None = None  # null: the pipeline's default
-    height: int | None = None
-    width: int | None = None
-    num_frames: int | None = None  # video pipelines (null: the pipeline's default)
-    fps: int = 8
-    dtype: str = "float32"
-    pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        for key in ("batch_size", "steps", "fps"):
-            _positive(key, getattr(self, key))
-        for key in ("height", "width", "num_frames"):
-            if getattr(self, key) is not None:
-                _positive(key, getattr(self, key))
-        _one_of("dtype", self.dtype, ("float32", "bfloat16", "float16"))
-        check_finite(self)
 
 
 @dataclass

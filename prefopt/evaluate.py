@@ -46,7 +46,9 @@ def load_run(run_dir: Path):
 def against_base(config, out: Path) -> None:
     """Sample the base and the adapted pipeline on the same seeds, score both with every judge, and
     write ``evaluation.json``/``evaluation.md`` (means, win rates) and ``pairs.png`` into ``out``."""
-    from prefopt.config import GenerateConfig, PromptsConfig
+    from dataclasses import fields
+
+    from prefopt.config import GenerateConfig, PipelineSampling, PromptsConfig
     from prefopt.evaluation import real
     from prefopt.generate import generate
     from prefopt.io import atomic_write, write_json
@@ -62,9 +64,9 @@ def against_base(config, out: Path) -> None:
     sampling = config.sampling
     data = PromptsConfig(prompts=config.prompts, samples_per_prompt=sampling.samples_per_prompt, seed=sampling.seed,
                          conditions=list(sampling.conditions))
-    keep = ("batch_size", "steps", "guidance_scale", "height", "width", "num_frames", "fps", "dtype", "pipeline_kwargs")
+    settings = {item.name: getattr(sampling, item.name) for item in fields(PipelineSampling)}
     manifests = {which: generate(GenerateConfig(model=config.model, data=data, out=str(out / which), adapter=adapter,
-                                                **{key: getattr(sampling, key) for key in keep}))
+                                                **settings))
                  for which, adapter in (("base", None), ("aligned", config.adapter))}
     if not partial_state().is_main_process:
         return
