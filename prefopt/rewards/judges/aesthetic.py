@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from prefopt.rewards.judges.base import Judge, linear_head, processor_pixels
-from prefopt.rewards.judges.clip import _embedding
+from prefopt.rewards.judges.base import Judge, embedding, linear_head, processor_pixels
 
 MLP_FILE = "aesthetic_mlp.safetensors"
 
@@ -37,8 +36,8 @@ class Aesthetic(Judge):
         self.head = linear_head(load_file(folder / MLP_FILE)).to(self.device)
 
     def frame_scores(self, frames: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        embedding = _embedding(self.model.get_image_features(pixel_values=processor_pixels(self.processor, frames)))
-        return self.head(torch.nn.functional.normalize(embedding, dim=-1)).squeeze(-1)
+        image = embedding(self.model.get_image_features(pixel_values=processor_pixels(self.processor, frames)))
+        return self.head(torch.nn.functional.normalize(image, dim=-1)).squeeze(-1)
 
     def unit(self, raw: torch.Tensor) -> torch.Tensor:
         return ((raw - 1) / 9).clamp(0, 1)

@@ -132,3 +132,8 @@ def linear_head(state: dict[str, torch.Tensor]) -> torch.nn.Sequential:
         layer.load_state_dict({"weight": weight, "bias": state[f"layers.{index}.bias"]})
         layers.append(layer)
     return torch.nn.Sequential(*layers).eval()
+
+
+def embedding(output) -> torch.Tensor:
+    """A ``get_*_features`` result as a tensor (transformers 5 returns an output whose pooler_output it is)."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output

@@ -24,12 +24,7 @@ from pathlib import Path
 
 import torch
 
-from prefopt.rewards.judges.base import Judge, processor_pixels
-
-
-def _embedding(output) -> torch.Tensor:
-    """A ``get_*_features`` result as a tensor (transformers 5 returns an output whose pooler_output it is)."""
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
+from prefopt.rewards.judges.base import Judge, embedding, processor_pixels
 
 
 class ClipJudge(Judge):
@@ -49,8 +44,8 @@ class ClipJudge(Judge):
         """cos(x, c) (N,) of frames (N, 3, H, W) in [-1, 1] and their prompts."""
         text = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens,
                               return_tensors="pt").to(self.device)
-        image = _embedding(self.model.get_image_features(pixel_values=processor_pixels(self.processor, frames)))
-        words = _embedding(self.model.get_text_features(input_ids=text.input_ids, attention_mask=text.attention_mask))
+        image = embedding(self.model.get_image_features(pixel_values=processor_pixels(self.processor, frames)))
+        words = embedding(self.model.get_text_features(input_ids=text.input_ids, attention_mask=text.attention_mask))
         return torch.nn.functional.cosine_similarity(image, words, dim=-1)
 
 
