@@ -22,7 +22,7 @@ import torch
 from prefopt.errors import ConfigError
 
 
-def _frames(samples: torch.Tensor) -> tuple[torch.Tensor, int]:
+def as_frames(samples: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Videos as their frames (B * T, 3, H, W), and T (1 for images)."""
     if samples.dim() == 5:
         return samples.transpose(1, 2).flatten(0, 1), samples.shape[2]
@@ -33,7 +33,7 @@ def synth_hands(samples: torch.Tensor, prompts: list[str]) -> torch.Tensor:
     """The SynthHands graded reward (prefopt/tasks/synthhands/reward.py); videos: the mean over frames."""
     from prefopt.tasks.synthhands.reward import score
 
-    frames, count = _frames(samples)
+    frames, count = as_frames(samples)
     return score(frames).reward.view(-1, count).mean(dim=1)
 
 
@@ -41,7 +41,7 @@ def mediapipe_hands(samples: torch.Tensor, prompts: list[str], expected_hands: i
     """mediapipe's hand confidence times the share of landmarks found (prefopt/rewards/mediapipe_hands.py)."""
     from prefopt.rewards.mediapipe_hands import hand_quality
 
-    frames, count = _frames(samples)
+    frames, count = as_frames(samples)
     return hand_quality(frames, expected_hands=expected_hands).score.view(-1, count).mean(dim=1)
 
 

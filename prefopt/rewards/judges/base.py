@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from prefopt.errors import ConfigError, first_line
-from prefopt.rewards.callables import _frames
+from prefopt.rewards.callables import as_frames
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -75,7 +75,7 @@ class Judge:
         """Raw scores (B, T) of every frame, against its clip's prompt."""
         if len(prompts) != samples.shape[0]:
             raise ValueError(f"{self.name}: {samples.shape[0]} samples but {len(prompts)} prompts")
-        frames, count = _frames(samples)
+        frames, count = as_frames(samples)
         frame_prompts = [str(prompt) for prompt in prompts for _ in range(count)]
         raw = [self.frame_scores(frames[i:i + self.batch_size].to(self.device, torch.float32),
                                  frame_prompts[i:i + self.batch_size]).float().cpu()
