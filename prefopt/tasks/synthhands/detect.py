@@ -38,6 +38,8 @@ class Detection:
     widths: torch.Tensor  # (N, MAX_RUNS) finger widths on the ring, px (0 where no finger)
     lengths: torch.Tensor  # (N, MAX_RUNS) finger lengths from the palm centre, px (0 where no finger)
     gaps: torch.Tensor  # (N, MAX_RUNS) background arc after each finger on the ring, px (0 where no finger)
+    starts: torch.Tensor  # (N, MAX_RUNS) long: where each finger's run starts on the ring, in RING_POINTS samples
+    run_lengths: torch.Tensor  # (N, MAX_RUNS) long: its length, in samples (0 where no finger)
     components: torch.Tensor  # (N,) long: 8-connected foreground components
     stray: torch.Tensor  # (N,) long: foreground pixels outside the component holding the palm
     contrast: torch.Tensor  # (N,) grey-level difference between skin and background
@@ -165,5 +167,6 @@ def detect(images: torch.Tensor) -> Detection:
     palm_label = labels[torch.arange(n), cy, cx]
     stray = (mask & (labels != palm_label[:, None, None])).flatten(1).sum(dim=1)
     return Detection(fingers=fingers.long(), mask=mask[:, None].float(), center=center, palm_radius=radius,
-                     widths=widths, lengths=lengths, gaps=gaps, components=count, stray=stray.long(),
+                     widths=widths, lengths=lengths, gaps=gaps, starts=starts, run_lengths=run_lengths,
+                     components=count, stray=stray.long(),
                      contrast=contrast)
