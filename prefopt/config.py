@@ -114,15 +114,22 @@ class DataConfig:
 class ModulationConfig:
     """Temporal motion modulation (prefopt/modules/temporal_modulation.py) of a video denoiser built
     from ``model.config`` (model=tiny_video): the motion condition, ``rate`` entries per video frame,
-    folded onto a latent grid with ``compression``x temporal compression."""
+    folded onto a latent grid with ``compression``x temporal compression; with ``audio`` a second
+    module reads the audio condition, ``audio_rate`` samples per video frame."""
 
     enabled: bool = False
     compression: int = 1
     rate: int = 1
+    audio: bool = False
+    audio_rate: int = 4
 
     def __post_init__(self):
         _positive("modulation.compression", self.compression)
         _positive("modulation.rate", self.rate)
+        _positive("modulation.audio_rate", self.audio_rate)
+        if self.audio and not self.enabled:
+            raise ConfigError("modulation.audio: the audio condition is read by the modulation module; "
+                              "set modulation.enabled=true")
 
 
 @dataclass
