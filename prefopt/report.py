@@ -9,7 +9,9 @@ reward-model calls and preference pairs used (0 for unpaired objectives). A seco
 the reward does not measure (prefopt/evaluation/beyond_reward.py): the held-out judges and the
 objectives whose reward gain outruns them, the distance to held-out renders, diversity and drift;
 ``pareto.png`` plots the reward against that distance, one point per seed. Clip runs (SynthHands
-Animation) get the same columns, with the mean clip reward as the reward.
+Animation) get the same columns, with the mean clip reward as the reward, and a table per reward
+dimension (every dimension the evaluation lists under ``dimensions``): mean over seeds [t 95%
+interval] and the gain over the base model.
 
 A row is an arm of the sweep: the objective plus every override (``.hydra/overrides.yaml``) whose
 value differs between the runs, the seed apart (``ipa hand_aware.enabled=false``); the comparison
@@ -128,8 +130,35 @@ def summarize(runs: list[dict]) -> dict[str, dict]:
             "reward_calls": statistics.fmean(r["summary"]["reward_calls"] for r in group),
             "pairs": statistics.fmean(r["summary"]["pairs"] for r in group),
             "quality": beyond_reward.quality_row(group),
+            "dimensions": _dimensions(group),
         }
+    table["base"]["dimensions"] = _dimensions(distinct_bases, "base")
     return table
+
+
+def _dimensions(group: list[dict], which: str = "aligned") -> dict[str, dict]:
+    """Per reward dimension the evaluation lists: mean over seeds, its interval, the gain over the base."""
+    result = group[0][which]
+    rows = {}
+    for dim in result.get("dimensions", []):
+        values = [r[which][dim] for r in group]
+        single = result[f"{dim}_ci95"] if len(group) == 1 else None
+        rows[dim] = {"mean": statistics.fmean(values), "ci95": _interval(values, single),
+                     "gain": statistics.fmean(r[which][dim] - r["base"][dim] for r in group)}
+    return rows
+
+
+def dimensions_markdown(table: dict[str, dict]) -> str:
+    """The per-dimension table (clip runs); empty when the evaluation lists no dimensions."""
+    dims = list(table["base"]["dimensions"])
+    if not dims:
+        return ""
+    lines = ["| objective | " + " | ".join(f"{dim} [95% CI] (gain)" for dim in dims) + " |", "|---" * (len(dims) + 1) + "|"]
+    for name, row in table.items():
+        cells = [f"{c['mean']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] ({c['gain']:+.3f})"
+                 for c in (row["dimensions"][dim] for dim in dims)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def reward_curves(runs: list[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -149,8 +178,9 @@ def _percent(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
 
 
-def markdown_table(table: dict[str, dict]) -> str:
-    lines = ["| objective | seeds | good-hand rate % [95% CI] | mean reward [95% CI] | gain vs base (points) "
+def markdown_table(table: dict[str, dict], video: bool = False) -> str:
+    good = "good-clip rate" if video else "good-hand rate"
+    lines = [f"| objective | seeds | {good} % [95% CI] | mean reward [95% CI] | gain vs base (points) "
              "| wall time (s) | steps | reward-model calls | pairs |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, row in table.items():
@@ -231,12 +261,14 @@ def write_report(root: Path) -> Path:
     write_text(out / "report.json", json.dumps({"runs": [str(r["dir"]) for r in runs], "table": table,
                                                  "reward_vs_step": curves, "pareto": pareto}, indent=1))
     evaluated = runs[0]["aligned"].get("num_samples", "the")
-    intro = (f"{len(runs)} runs from `{root}`. Good-hand rate and mean reward of the aligned model on the "
+    intro = (f"{len(runs)} runs from `{root}`. Good-{'clip' if video else 'hand'} rate and mean reward of the aligned model on the "
              f"same {evaluated} evaluation seeds as the base model; over seeds: mean and Student-t 95% interval "
              "(one seed: the run's own binomial/normal interval).")
-    rows_md = markdown_table(table)
+    rows_md = markdown_table(table, video)
     beyond_md = beyond_reward.markdown(table, video)
-    markdown = "\n\n".join(["# prefopt comparison", intro, rows_md, "## Beyond the reward", BEYOND_INTRO, beyond_md,
+    dims_md = dimensions_markdown(table)
+    per_dim = ["## Per reward dimension", DIMENSIONS_INTRO, dims_md] if dims_md else []
+    markdown = "\n\n".join(["# prefopt comparison", intro, rows_md, *per_dim, "## Beyond the reward", BEYOND_INTRO, beyond_md,
                             *(["![reward against FD](pareto.png)"] if pareto else []),
                             "![reward vs step](reward_vs_step.png)", *(["![samples](samples.png)"] if samples else [])]) + "\n"
     write_text(out / "report.md", markdown)
@@ -245,6 +277,8 @@ def write_report(root: Path) -> Path:
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
         f"<h1>prefopt comparison</h1><p>{html.escape(intro)}</p>{_html_table(rows_md)}"
+        + (f"<h2>Per reward dimension</h2><p>{html.escape(DIMENSIONS_INTRO)}</p>{_html_table(dims_md)}" if dims_md else "")
+        + 
         f"<h2>Beyond the reward</h2><p>{html.escape(BEYOND_INTRO)}</p>{_html_table(beyond_md)}"
         + ("<img src='pareto.png'>" if pareto else "")
         + "<h2>Reward vs step</h2><img src='reward_vs_step.png'>"
@@ -252,6 +286,8 @@ def write_report(root: Path) -> Path:
     return out
 
 
+DIMENSIONS_INTRO = ("Each dimension of the clip reward (prefopt/tasks/synthhands_anim/reward.py), in [0, 1]: mean over "
+                    "seeds [Student-t 95% interval], and in brackets the mean gain over the base model.")
 BEYOND_INTRO = ("What the training reward does not measure, over the same seeds (mean [Student-t 95% interval]; one "
                 "seed: the run's own interval). Judges: the template check and the feature network's classifier, "
                 "never optimized. FD: Fréchet distance to held-out renders of good hands in the feature network's "

@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prefopt.tasks.synthhands_anim.animate import driving_angles
-from prefopt.tasks.synthhands_anim.quality import clip_quality, good_clips
+from prefopt.tasks.synthhands_anim.animate import Conditions
+from prefopt.tasks.synthhands_anim.quality import clip_quality
 
 
 def test_temporal_fd_sees_frames_out_of_order_that_per_frame_fd_does_not():
-    angles = driving_angles(256, 4, torch.Generator().manual_seed(0))
-    reference, clips = good_clips(angles, 16, seed=1), good_clips(angles, 16, seed=2)
+    given = Conditions.draw(256, 4, 16, torch.Generator().manual_seed(0))
+    other = Conditions.draw(256, 4, 16, torch.Generator().manual_seed(1))  # other hands, the same motions and audio
+    other.angles, other.audio = given.angles, given.audio
+    reference, clips = given.ideal(16)[0], other.ideal(16)[0]
     in_order = clip_quality(clips, reference, seed=0, resamples=10)
     shuffled = clip_quality(clips[:, :, [2, 0, 3, 1]], reference, seed=0, resamples=10)  # the same frames
     assert shuffled["fd"] == pytest.approx(in_order["fd"], rel=1e-6)
@@ -26,7 +28,8 @@ def test_the_clip_evaluator_reports_distance_judges_and_drift(tmp_path, model_ca
     from prefopt.models import build_model
     from prefopt.tasks.synthhands_anim.evaluation import SynthHandsAnimEvaluator
 
-    model = build_model(compose("config", "model=tiny_video", "data=synth_anim").model)
+    model = build_model(compose("config", "model=tiny_video", "modulation.enabled=true", "modulation.audio=true",
+                                "data=synth_anim").model)
     evaluator = SynthHandsAnimEvaluator(num_samples=8, steps=2)
     result = evaluator.evaluate(model.denoiser, model.scheduler, "tiny", tmp_path)
     for key in ("fd", "fd_temporal", "diversity", "coverage", "classifier_rate", "independent_rate", "render_error"):

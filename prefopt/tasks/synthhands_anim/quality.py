@@ -1,16 +1,15 @@
 """What the clip reward does not measure, for SynthHands Animation: the image numbers of
 prefopt/tasks/synthhands/quality.py frame by frame, a temporal distance, two judges and drift.
 
-    fd, diversity, coverage   over frames: the samples' frames against the frames of renders of good
-                              clips under the same driving motions (seed + 1 draws their hands)
+    fd, diversity, coverage   over frames: the samples' frames against the frames of the good clips
+                              their conditions ask for (renders of the reference hand)
     fd_temporal               Fréchet distance of the clips' feature differences between consecutive
                               frames, (N, (T - 1) * d), against the renders': how the hand moves
     independent_rate          frames that pass the template check (prefopt/tasks/synthhands/check.py)
     classifier_rate           frames the feature network reads as five separated fingers
-    render_error              denoising error on the rendered clips under their motion (drift)
+    render_error              denoising error on those good clips under their condition (drift)
 
-Both judges count frames, not clips: no clip of the shipped base passes every frame (0 good clips
-in 512), so a per-clip rate would read 0 for every model.
+Both judges count frames, not clips: they read one image at a time.
 """
 
 from __future__ import annotations
@@ -20,14 +19,6 @@ import torch
 from prefopt.evaluation.distribution import RESAMPLES, frechet_with_interval
 from prefopt.evaluation.stats import proportion_ci
 from prefopt.tasks.synthhands.quality import compare, read
-from prefopt.tasks.synthhands.render import sample_specs
-from prefopt.tasks.synthhands_anim.animate import render_clips
-
-
-def good_clips(angles: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-    """Renders of good clips (N, 3, T, size, size) following ``angles`` (N, T), hands drawn from ``seed``."""
-    spec = sample_specs(len(angles), size, generator=torch.Generator().manual_seed(seed))
-    return render_clips(spec, angles, size=size)[0]
 
 
 def frames(clips: torch.Tensor) -> torch.Tensor:
