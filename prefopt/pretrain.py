@@ -10,7 +10,7 @@ model is evaluated by the data's evaluator. The shipped ``prefopt/assets/synth_b
 (seed 0; see prefopt/assets/synth_base/PROVENANCE.md), and the video base ``prefopt/assets/anim_base``
 (``model=anim_base``) by
 
-    python -m prefopt.pretrain model=tiny_video data=anim_mix modulation.enabled=true trainer.max_steps=4000 trainer.batch_size=32 export=prefopt/assets/anim_base
+    python -m prefopt.pretrain model=tiny_video data=anim_mix modulation.enabled=true modulation.audio=true trainer.max_steps=6000 trainer.batch_size=32 eval.num_samples=512 export=prefopt/assets/anim_base
 """
 
 from __future__ import annotations
