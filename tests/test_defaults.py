@@ -55,13 +55,17 @@ def test_the_embedded_default_keeps_the_synthhands_settings(objective):
         assert cfg.objective.stat_weight == 100.0
 
 
-@pytest.mark.parametrize("objective", ["dpo", "gapo", "hgdpo", "ipa"])
+@pytest.mark.parametrize("objective", ["dpo", "gapo", "hgdpo", "ipa", "sft"])
 def test_the_video_benchmark_brings_its_model_trainer_and_evaluator(objective):
     cfg = compose("config", "data=synth_anim", f"objective={objective}")
-    assert (cfg.model.name, cfg.trainer.max_steps, cfg.trainer.learning_rate, cfg.trainer.rounds) == (
-        "anim_base", 300, 5e-5, 3)
-    assert cfg.objective.beta == (600.0 if objective == "ipa" else 500.0)
-    assert cfg.eval.evaluator.endswith("SynthHandsAnimEvaluator") and cfg.eval.options == {"frames": 4, "size": 16}
+    unpaired = objective in ("ipa", "sft")  # IPA's recipe (and SFT's, the same): conf/recipe/synth_anim_ipa.yaml
+    assert (cfg.model.name, cfg.trainer.max_steps, cfg.trainer.batch_size, cfg.trainer.rounds) == ("anim_base", 150, 16, 3)
+    assert cfg.trainer.learning_rate == (1e-4 if unpaired else 5e-5) and cfg.data.num_samples == 256
+    assert (cfg.hand_aware.enabled, cfg.hand_aware.reference_frame) == (unpaired, unpaired)
+    if objective != "sft":
+        assert cfg.objective.beta == (600.0 if objective == "ipa" else 500.0)
+    assert cfg.eval.evaluator.endswith("SynthHandsAnimEvaluator")
+    assert cfg.eval.options == {"frames": 4, "size": 16} and cfg.eval.num_samples == 256
     assert not cfg.lora.enabled
 
 
