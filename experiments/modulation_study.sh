@@ -7,7 +7,7 @@
 #   bash experiments/modulation_study.sh [extra overrides]     # prints each arm's wall time
 set -euo pipefail
 dir=multirun/modulation/$(date +%Y-%m-%d_%H-%M-%S)
-common=(model=tiny_video data=anim_mix seed=0,1,2 'model.seed=${seed}' trainer.max_steps=600 trainer.batch_size=32
+common=(model=tiny_video data=anim_mix seed=0,1,2 'model.seed=${seed}' trainer.max_steps=500 trainer.batch_size=32
         eval.num_samples=256 "$@")
 start=$SECONDS
 for arm in "none modulation.enabled=false" "motion modulation.enabled=true modulation.audio=false" \

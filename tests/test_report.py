@@ -187,8 +187,9 @@ def test_the_report_shows_judges_distance_diversity_drift_and_flags_a_reward_tha
     assert (out / "pareto.png").stat().st_size > 0 and "FLAG" in (out / "report.html").read_text()
 
 
-def test_a_video_sweep_reports_the_clip_reward_and_the_same_columns(tmp_path):
-    clip = {"frames": 4, "fd_temporal": 150.0, "fd_temporal_ci95": [140.0, 160.0]}
+def test_a_video_sweep_reports_the_clip_reward_the_same_columns_and_each_dimension(tmp_path):
+    clip = {"frames": 4, "fd_temporal": 150.0, "fd_temporal_ci95": [140.0, 160.0], "dimensions": ["motion", "synchrony"],
+            "motion_ci95": [0.0, 1.0], "synchrony_ci95": [0.0, 1.0]}
     for seed in range(2):
         run = tmp_path / f"gapo_{seed}"
         (run / "eval").mkdir(parents=True)
@@ -196,9 +197,10 @@ def test_a_video_sweep_reports_the_clip_reward_and_the_same_columns(tmp_path):
                                                       "reward_calls": 1536, "pairs": 768}))
         (run / "metrics.jsonl").write_text("")
         aligned = {**clip, "good_rate": 0.0, "good_rate_ci95": [0.0, 0.01], "reward": 0.59 + 0.01 * seed,
-                   "reward_ci95": [0.58, 0.60], **BASE_QUALITY, "fd": 30.0 + seed, "fd_temporal": 100.0}
+                   "reward_ci95": [0.58, 0.60], **BASE_QUALITY, "fd": 30.0 + seed, "fd_temporal": 100.0,
+                   "motion": 0.8 + 0.1 * seed, "synchrony": 0.7}
         base = {**clip, "good_rate": 0.0, "good_rate_ci95": [0.0, 0.01], "reward": 0.53, "reward_ci95": [0.52, 0.54],
-                **BASE_QUALITY, "fd": 40.0}
+                **BASE_QUALITY, "fd": 40.0, "motion": 0.6, "synchrony": 0.75}
         (run / "eval" / "aligned.json").write_text(json.dumps(aligned))
         (run / "eval" / "base.json").write_text(json.dumps(base))
     out = write_report(tmp_path)
@@ -207,8 +209,14 @@ def test_a_video_sweep_reports_the_clip_reward_and_the_same_columns(tmp_path):
     assert table["gapo"]["quality"]["fd_temporal"] == 100.0 and table["gapo"]["quality"]["fd"] == pytest.approx(30.5)
     gain = table["gapo"]["quality"]["reward_minus_judge"]["classifier_rate"]
     assert gain["difference"] == pytest.approx(0.595 / 0.53 - 1)  # the judges stayed at the base's
+    motion = table["gapo"]["dimensions"]["motion"]  # seeds 0.8 and 0.9: mean 0.85, sd 0.0707, t(1) = 12.706
+    half = 12.706 * math.sqrt(0.005) / math.sqrt(2)
+    assert motion["mean"] == pytest.approx(0.85) and motion["ci95"] == pytest.approx([0.85 - half, 0.85 + half], abs=1e-3)
+    assert motion["gain"] == pytest.approx(0.25) and table["gapo"]["dimensions"]["synchrony"]["gain"] == pytest.approx(-0.05)
+    assert table["base"]["dimensions"]["motion"]["ci95"] == [0.0, 1.0]  # one base: its own interval
     markdown = (out / "report.md").read_text()
     assert "reward: mean clip reward" in markdown and "| temporal FD |" in markdown and "| gapo | 0.595 [" in markdown
+    assert "## Per reward dimension" in markdown and "(+0.250)" in markdown and "good-clip rate %" in markdown
     assert (out / "pareto.png").is_file()
 
 

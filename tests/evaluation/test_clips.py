@@ -12,6 +12,7 @@ from prefopt.tasks.synthhands_anim.quality import clip_quality
 
 def test_temporal_fd_sees_frames_out_of_order_that_per_frame_fd_does_not():
     given = Conditions.draw(256, 4, 16, torch.Generator().manual_seed(0))
+    given.audio = torch.full_like(given.audio, 0.5)  # a 180-degree arc: the one the two judges were made for
     other = Conditions.draw(256, 4, 16, torch.Generator().manual_seed(1))  # other hands, the same motions and audio
     other.angles, other.audio = given.angles, given.audio
     reference, clips = given.ideal(16)[0], other.ideal(16)[0]
