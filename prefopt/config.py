@@ -112,24 +112,19 @@ class DataConfig:
 
 @dataclass
 class ModulationConfig:
-    """Temporal motion modulation (prefopt/modules/temporal_modulation.py) of a video denoiser built
-    from ``model.config`` (model=tiny_video): the motion condition, ``rate`` entries per video frame,
-    folded onto a latent grid with ``compression``x temporal compression; with ``audio`` a second
-    module reads the audio condition, ``audio_rate`` samples per video frame."""
+    """Temporal motion modulation (prefopt/modules/temporal_modulation.py) of model=tiny_video."""
 
-    enabled: bool = False
-    compression: int = 1
+    enabled: bool = False  # a module on the motion condition, ``rate`` entries per video frame
+    compression: int = 1  # folded onto a latent grid with this temporal compression
     rate: int = 1
-    audio: bool = False
+    audio: bool = False  # a second module on the audio condition, ``audio_rate`` samples per video frame
     audio_rate: int = 4
 
     def __post_init__(self):
-        _positive("modulation.compression", self.compression)
-        _positive("modulation.rate", self.rate)
-        _positive("modulation.audio_rate", self.audio_rate)
+        for key in ("compression", "rate", "audio_rate"):
+            _positive(f"modulation.{key}", getattr(self, key))
         if self.audio and not self.enabled:
-            raise ConfigError("modulation.audio: the audio condition is read by the modulation module; "
-                              "set modulation.enabled=true")
+            raise ConfigError("modulation.audio needs modulation.enabled=true (the module reads the audio)")
 
 
 @dataclass
