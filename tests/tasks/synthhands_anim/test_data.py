@@ -64,6 +64,8 @@ def test_pairs_share_their_condition_and_hgdpo_stages_keep_it(model_cache):
 def test_modulation_needs_a_motion_model():
     with pytest.raises(ConfigError, match="modulation.enabled: UNet2DModel takes no motion condition"):
         compose("config", "modulation.enabled=true")
+    with pytest.raises(ConfigError, match=r"modulation.audio needs modulation.enabled=true"):
+        compose("config", "model=tiny_video", "data=synth_anim", "modulation.audio=true")
 
 
 def test_video_model_round_trips_and_modulation_starts_at_the_base(tmp_path, model_cache):
