@@ -278,8 +278,7 @@ def write_report(root: Path) -> Path:
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
         f"<h1>prefopt comparison</h1><p>{html.escape(intro)}</p>{_html_table(rows_md)}"
         + (f"<h2>Per reward dimension</h2><p>{html.escape(DIMENSIONS_INTRO)}</p>{_html_table(dims_md)}" if dims_md else "")
-        + 
-        f"<h2>Beyond the reward</h2><p>{html.escape(BEYOND_INTRO)}</p>{_html_table(beyond_md)}"
+        + f"<h2>Beyond the reward</h2><p>{html.escape(BEYOND_INTRO)}</p>{_html_table(beyond_md)}"
         + ("<img src='pareto.png'>" if pareto else "")
         + "<h2>Reward vs step</h2><img src='reward_vs_step.png'>"
         + ("<h2>Samples</h2><img src='samples.png' width='100%'>" if samples else "") + "</body></html>\n")

@@ -224,10 +224,9 @@ def input_channels(model) -> int | None:
     if found is None:
         return None
     name, config = found
+    shares = 1
     if name == "MotionVideoModel":
-        halved = bool(config.get("image_to_video"))  # the clip and its reference on channels
+        shares = 2 if config.get("image_to_video") else 1  # the clip and its reference on channels
         config = config.get("backbone_config") if isinstance(config.get("backbone_config"), dict) else {}
-        channels = config.get("in_channels")
-        return channels // 2 if isinstance(channels, int) and halved else channels if isinstance(channels, int) else None
     channels = config.get("in_channels")
-    return channels if isinstance(channels, int) else None
+    return channels // shares if isinstance(channels, int) else None
