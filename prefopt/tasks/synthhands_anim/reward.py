@@ -33,7 +33,7 @@ from prefopt.tasks.synthhands_anim.animate import ARC_RANGE, loudness, spread
 
 MAX_JUMP = 2.0  # px of palm-centre movement per frame that scores 0
 MAX_ANGLE_ERROR = math.radians(40)  # clean renders: 99% of frames within 30 degrees at 16 px
-MAX_ARC_ERROR = math.radians(25)  # clean renders: 99% of frames within 22 degrees at 16 px
+MAX_ARC_ERROR = math.radians(25)  # clean renders: 99% of frames within 18 degrees at 16 px
 MAX_SHIFT = 0.5  # colour shift that scores 0 (a drifting clip ends 0.3-0.5 away)
 MAX_COLOUR_SHIFT = 0.2  # clean renders stay within 0.15 (edge pixels); a drift ends 0.3 or more away
 DIMENSIONS = ("appearance", "consistency", "motion", "faithfulness", "synchrony")
